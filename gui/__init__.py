@@ -1,0 +1,1 @@
+"""Every widget of PixelCNN Studio (the model package never sees Qt)."""

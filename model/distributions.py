@@ -1,0 +1,65 @@
+"""From logits to probabilities, samples and likelihoods.
+
+Both samplers turn a pixel's logits into probabilities and a value with the functions
+here, in float64 NumPy, so that equal logits always give equal samples.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .base import ImageModel
+
+
+def nll_nats(model: ImageModel, x: torch.Tensor, labels=None) -> torch.Tensor:
+    """Negative log-likelihood of each image in nats: a tensor of shape (B,)."""
+    logits = model(x, labels)
+    if model.config.distribution == "bernoulli":
+        per_value = F.binary_cross_entropy_with_logits(logits, x.to(logits.dtype),
+                                                       reduction="none")
+    else:  # logits (B, C, K, H, W): the class dimension is dim 2
+        per_value = F.cross_entropy(logits.transpose(1, 2), x.long(), reduction="none")
+    return per_value.flatten(1).sum(1)
+
+
+def nats_to_bits_per_dim(nats: torch.Tensor | float, dims: int):
+    """Nats per image to bits per dimension (dims = C * H * W)."""
+    return nats / (dims * math.log(2))
+
+
+def nll(model: ImageModel, x: torch.Tensor, labels=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image negative log-likelihood as (nats, bits per dimension)."""
+    nats = nll_nats(model, x, labels)
+    c = model.config
+    return nats, nats_to_bits_per_dim(nats, c.channels * c.height * c.width)
+
+
+def probabilities(logits: np.ndarray, distribution: str, temperature: float) -> np.ndarray:
+    """Per-value probabilities, shape (B, K), from one pixel-channel's logits.
+
+    `logits` is (B,) for bernoulli (the logit of value 1) or (B, K). Temperature 0 puts
+    all mass on the most likely value (the first one on a tie).
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    if distribution == "bernoulli":
+        logits = np.stack([np.zeros_like(logits), logits], axis=-1)
+    if temperature <= 0:
+        probs = np.zeros_like(logits)
+        probs[np.arange(len(logits)), logits.argmax(axis=-1)] = 1.0
+        return probs
+    scaled = logits / temperature
+    scaled -= scaled.max(axis=-1, keepdims=True)
+    probs = np.exp(scaled)
+    probs /= probs.sum(axis=-1, keepdims=True)
+    return probs
+
+
+def draw(probs: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+    """Inverse-CDF sampling: for each row the value whose cumulative mass passes u."""
+    cdf = np.cumsum(probs, axis=-1)
+    values = (cdf <= uniforms[:, None]).sum(axis=-1)
+    return np.minimum(values, probs.shape[-1] - 1)

@@ -1,0 +1,180 @@
+"""Raster-order sampling: the reference sampler of the tutorial, and what every sampler shares.
+
+A sampler takes a partially known image and fills its unknown pixels one at a time, left to
+right and top to bottom (and within a pixel R, then G, then B), each value drawn from the
+model's distribution given everything before it. It streams: iterating a `Completion`
+yields one `PixelSample` per sampled value, so a GUI can animate it and any caller can stop
+between two pixels (stopping the iteration stops the work).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from .base import ImageModel
+from .distributions import draw, probabilities
+
+
+class PixelSample(NamedTuple):
+    candidate: int
+    row: int
+    col: int
+    channel: int
+    value: int
+    probs: np.ndarray  # the (temperature-adjusted) distribution the value was drawn from
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """CUDA if available, then Apple MPS, else the CPU; or the device asked for."""
+    if requested:
+        device = torch.device(requested)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("CUDA was requested, but no CUDA device is available.")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise RuntimeError("MPS was requested, but Apple's MPS is not available.")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+class SamplingTask:
+    """The inputs every sampler shares, checked once, and the images being completed."""
+
+    def __init__(self, model: ImageModel, image, known=None, *, candidates: int = 1,
+                 temperature: float = 1.0, seed: int | None = None, class_label=None):
+        c = model.config
+        image = np.asarray(image)
+        if image.ndim == 2 and c.channels == 1:
+            image = image[None]
+        if image.shape != (c.channels, c.height, c.width):
+            raise ValueError(
+                f"Image of shape {'x'.join(map(str, image.shape))} does not fit a model for "
+                f"{c.channels}x{c.height}x{c.width} images."
+            )
+        known = np.ones((c.height, c.width), bool) if known is None else np.asarray(known, bool)
+        if known.shape != (c.height, c.width):
+            raise ValueError(f"Known-pixel mask of shape {known.shape} does not fit a "
+                             f"{c.height}x{c.width} image.")
+        values = np.where(known[None], image, 0)
+        if values.min() < 0 or values.max() >= c.levels:
+            raise ValueError(f"Known pixel values must lie within 0..{c.levels - 1}.")
+        if candidates < 1:
+            raise ValueError(f"Number of candidates must be at least 1, not {candidates}.")
+        if not temperature >= 0:
+            raise ValueError(f"Temperature must be 0 or more, not {temperature}.")
+        if class_label is not None and not 0 <= class_label < c.num_classes:
+            raise ValueError(f"Class {class_label} is not available; this model has "
+                             f"{c.num_classes} classes.")
+        self.config = c
+        self.known = known
+        self.candidates = candidates
+        self.temperature = float(temperature)
+        self.class_label = class_label
+        self.seed = secrets.randbits(32) if seed is None else int(seed)
+        self.images = np.repeat(values[None].astype(np.uint8), candidates, axis=0)
+        # One independent stream of uniforms per candidate, made on the CPU from the seed:
+        # candidate k is the same whatever the device or the number of candidates.
+        self.uniforms = np.stack([
+            np.random.default_rng([self.seed, k]).random((c.channels, c.height, c.width))
+            for k in range(candidates)
+        ])
+        rows, cols = np.nonzero(~known)
+        self.unknown = list(zip(rows.tolist(), cols.tolist(), strict=False))  # raster order
+
+    def labels(self, device) -> torch.Tensor | None:
+        if self.class_label is None:
+            return None
+        return torch.full((self.candidates,), self.class_label, dtype=torch.long, device=device)
+
+    def sample(self, row: int, col: int, channel: int, logits: np.ndarray) -> Iterator[PixelSample]:
+        """Draw one value per candidate from that pixel-channel's logits and write it."""
+        probs = probabilities(logits, self.config.distribution, self.temperature)
+        values = draw(probs, self.uniforms[:, channel, row, col])
+        self.images[:, channel, row, col] = values
+        for k in range(self.candidates):
+            yield PixelSample(k, row, col, channel, int(values[k]), probs[k])
+
+
+class Completion:
+    """An iterator over the samples of one completion; `.images` fills in as it runs."""
+
+    def __init__(self, task: SamplingTask, steps: Iterator[PixelSample], device: torch.device,
+                 sampler: str):
+        self.task = task
+        self.device = device
+        self.sampler = sampler
+        self._steps = steps
+
+    @property
+    def images(self) -> np.ndarray:
+        """(candidates, C, H, W) uint8: known pixels, then every value sampled so far."""
+        return self.task.images
+
+    @property
+    def seed(self) -> int:
+        return self.task.seed
+
+    @property
+    def total(self) -> int:
+        """How many samples the whole completion yields."""
+        return len(self.task.unknown) * self.task.config.channels * self.task.candidates
+
+    def __iter__(self) -> Completion:
+        return self
+
+    def __next__(self) -> PixelSample:
+        return next(self._steps)
+
+    def close(self) -> None:
+        self._steps.close()
+
+    def run(self) -> np.ndarray:
+        """Sample everything that is left and return the completed images."""
+        for _ in self:
+            pass
+        return self.images
+
+
+def reference_completion(model: ImageModel, image, known=None, *, device=None,
+                         **options) -> Completion:
+    """The tutorial's procedure exactly: for every unknown pixel and channel in raster
+    order, run the whole network on the current images and sample that position."""
+    task = SamplingTask(model, image, known, **options)
+    device = pick_device(device)
+    model = model.to(device)
+    labels = task.labels(device)
+    distribution = task.config.distribution
+
+    @torch.inference_mode()
+    def logits_at(row: int, col: int, channel: int) -> np.ndarray:
+        x = torch.from_numpy(task.images).to(device)
+        logits = model(x, labels)
+        if distribution == "bernoulli":
+            return logits[:, channel, row, col].double().cpu().numpy()
+        return logits[:, channel, :, row, col].double().cpu().numpy()
+
+    def steps() -> Iterator[PixelSample]:
+        for row, col in task.unknown:
+            for channel in range(task.config.channels):
+                yield from task.sample(row, col, channel, logits_at(row, col, channel))
+
+    return Completion(task, steps(), device, "reference")
+
+
+SAMPLERS: dict[str, Callable[..., Completion]] = {"reference": reference_completion}
+
+
+def complete(model: ImageModel, image, known=None, *, sampler: str = "reference",
+             **options) -> Completion:
+    """Start a completion with the named sampler (see SAMPLERS)."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"Unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}.")
+    return SAMPLERS[sampler](model, image, known, **options)

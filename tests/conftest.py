@@ -1,0 +1,34 @@
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from model import ModelConfig, build_model  # noqa: E402
+
+
+def tiny_config(**overrides) -> ModelConfig:
+    """A model small enough that every test runs in milliseconds."""
+    fields = dict(architecture="gated", channels=1, distribution="bernoulli", levels=2,
+                  height=6, width=7, layers=2, hidden_channels=6, first_kernel_size=3,
+                  kernel_size=3, num_classes=0)
+    fields.update(overrides)
+    if fields["distribution"] == "categorical" and "levels" not in overrides:
+        fields["levels"] = 4
+    return ModelConfig(**fields)
+
+
+def tiny_model(seed: int = 0, **overrides):
+    torch.manual_seed(seed)
+    model = build_model(tiny_config(**overrides))
+    # Fresh class biases start at zero; make them matter so class tests can fail.
+    for name, parameter in model.named_parameters():
+        if "class_bias" in name:
+            torch.nn.init.normal_(parameter, std=0.5)
+    return model.eval()
+
+
+@pytest.fixture
+def make_model():
+    return tiny_model

@@ -1,0 +1,142 @@
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_model
+
+from model import complete, pick_device
+from model.sampling import PixelSample
+
+
+def half_known(model, seed=0):
+    cfg = model.config
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, cfg.levels, (cfg.channels, cfg.height, cfg.width))
+    known = np.zeros((cfg.height, cfg.width), bool)
+    known[: cfg.height // 2] = True
+    known[-1, ::2] = True  # known pixels after unknown ones, too
+    return image, known
+
+
+@pytest.mark.parametrize(("colours", "distribution"), [(1, "bernoulli"), (3, "categorical")])
+def test_only_unknown_pixels_are_streamed_in_raster_order_and_known_ones_never_change(
+        colours, distribution):
+    model = tiny_model(channels=colours, distribution=distribution)
+    image, known = half_known(model)
+    completion = complete(model, image, known, candidates=2, seed=3)
+    samples = list(completion)
+    expected = [(k, r, c, ch) for r, c in zip(*np.nonzero(~known), strict=False)
+                for ch in range(colours) for k in range(2)]
+    assert [(s.candidate, s.row, s.col, s.channel) for s in samples] == expected
+    assert len(samples) == completion.total
+    images = completion.images
+    assert images.shape == (2, colours, 6, 7)
+    assert (images[:, :, known] == image[:, known]).all()
+    for s in samples:
+        assert images[s.candidate, s.channel, s.row, s.col] == s.value
+        assert s.probs.shape == (model.config.levels,)
+        assert s.probs.sum() == pytest.approx(1.0)
+
+
+def test_same_seed_gives_identical_samples_and_different_seeds_differ():
+    model = tiny_model(distribution="categorical", levels=8)
+    image, known = half_known(model)
+    first = complete(model, image, known, seed=11, candidates=3).run()
+    again = complete(model, image, known, seed=11, candidates=3).run()
+    other = complete(model, image, known, seed=12, candidates=3).run()
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+def test_candidate_k_does_not_depend_on_how_many_candidates_are_drawn():
+    model = tiny_model()
+    image, known = half_known(model)
+    one = complete(model, image, known, seed=5, candidates=1).run()
+    four = complete(model, image, known, seed=5, candidates=4).run()
+    assert np.array_equal(one[0], four[0])
+    assert not all(np.array_equal(four[0], four[k]) for k in range(1, 4))
+
+
+@pytest.mark.parametrize("distribution", ["bernoulli", "categorical"])
+def test_temperature_zero_picks_the_most_likely_value(distribution):
+    model = tiny_model(distribution=distribution, num_classes=3)
+    image, known = half_known(model)
+    completion = complete(model, image, known, temperature=0, seed=1, class_label=2)
+    samples = list(completion)
+    # The model is causal, so its logits on the finished image are the ones each pixel
+    # was drawn from.
+    with torch.no_grad():
+        logits = model(torch.from_numpy(completion.images).long(), torch.tensor([2]))
+    for s in samples:
+        if distribution == "bernoulli":
+            best = int(logits[0, s.channel, s.row, s.col] > 0)
+        else:
+            best = int(logits[0, s.channel, :, s.row, s.col].argmax())
+        assert s.value == best
+        assert s.probs[best] == 1.0
+    cold = complete(model, image, known, temperature=1e-4, seed=2, class_label=2).run()
+    assert np.array_equal(cold, completion.images)
+
+
+def test_a_class_label_changes_the_distributions_and_the_samples():
+    model = tiny_model(num_classes=3, distribution="categorical", levels=8)
+    image, known = half_known(model)
+    runs = [list(complete(model, image, known, seed=4, class_label=label, candidates=4))
+            for label in (None, 0, 1)]
+    probs = [np.stack([s.probs for s in run]) for run in runs]
+    values = [[s.value for s in run] for run in runs]
+    assert not np.allclose(probs[0][0], probs[1][0])
+    assert values[0] != values[1] and values[1] != values[2]
+
+
+def test_stopping_the_stream_stops_the_work():
+    model = tiny_model()
+    calls = []
+    model.register_forward_hook(lambda *args: calls.append(1))
+    image, known = half_known(model)
+    completion = complete(model, image, known, candidates=2)
+    taken = [next(completion) for _ in range(4)]  # two pixels, two candidates each
+    assert all(isinstance(s, PixelSample) for s in taken)
+    assert len(calls) == 2
+    completion.close()
+    assert list(completion) == []
+    assert len(calls) == 2
+
+
+def test_everything_known_samples_nothing():
+    model = tiny_model()
+    image, _ = half_known(model)
+    completion = complete(model, image, None)
+    assert list(completion) == []
+    assert np.array_equal(completion.images[0], image)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (dict(candidates=0), "at least 1"),
+    (dict(temperature=-1), "Temperature"),
+    (dict(class_label=5), "Class 5"),
+])
+def test_bad_options_are_rejected_with_a_clear_message(options, message):
+    model = tiny_model(num_classes=3)
+    image, known = half_known(model)
+    with pytest.raises(ValueError, match=message):
+        complete(model, image, known, **options)
+
+
+def test_wrong_image_or_mask_size_is_rejected():
+    model = tiny_model()
+    with pytest.raises(ValueError, match="does not fit"):
+        complete(model, np.zeros((5, 5)), None)
+    with pytest.raises(ValueError, match="mask of shape"):
+        complete(model, np.zeros((6, 7)), np.zeros((6, 6), bool))
+
+
+def test_device_choice_prefers_an_accelerator_and_honours_a_forced_one():
+    expected = "cuda" if torch.cuda.is_available() else (
+        "mps" if torch.backends.mps.is_available() else "cpu")
+    assert pick_device().type == expected
+    assert pick_device("cpu").type == "cpu"
+    if torch.cuda.is_available():
+        assert pick_device("cuda").type == "cuda"
+    else:
+        with pytest.raises(RuntimeError, match="no CUDA device"):
+            pick_device("cuda")
