@@ -42,24 +42,32 @@ def probabilities(logits: np.ndarray, distribution: str, temperature: float) -> 
     """Per-value probabilities, shape (B, K), from one pixel-channel's logits.
 
     `logits` is (B,) for bernoulli (the logit of value 1) or (B, K). Temperature 0 puts
-    all mass on the most likely value (the first one on a tie).
+    all mass on the most likely value (the first one on a tie). Called once per sampled
+    value, so it keeps to a few small NumPy operations.
     """
     logits = np.asarray(logits, dtype=np.float64)
     if distribution == "bernoulli":
-        logits = np.stack([np.zeros_like(logits), logits], axis=-1)
+        if temperature <= 0:
+            p1 = (logits > 0).astype(np.float64)
+        else:  # sigmoid, written with tanh so that no logit overflows
+            p1 = 0.5 + 0.5 * np.tanh(logits / (2 * temperature))
+        probs = np.empty((len(p1), 2))
+        probs[:, 1] = p1
+        np.subtract(1.0, p1, out=probs[:, 0])
+        return probs
     if temperature <= 0:
         probs = np.zeros_like(logits)
         probs[np.arange(len(logits)), logits.argmax(axis=-1)] = 1.0
         return probs
     scaled = logits / temperature
-    scaled -= scaled.max(axis=-1, keepdims=True)
-    probs = np.exp(scaled)
+    probs = np.exp(scaled - scaled.max(axis=-1, keepdims=True))
     probs /= probs.sum(axis=-1, keepdims=True)
     return probs
 
 
 def draw(probs: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
     """Inverse-CDF sampling: for each row the value whose cumulative mass passes u."""
-    cdf = np.cumsum(probs, axis=-1)
-    values = (cdf <= uniforms[:, None]).sum(axis=-1)
+    if probs.shape[-1] == 2:  # the same rule, without the general bookkeeping
+        return (probs[:, 0] <= uniforms).astype(np.int64)
+    values = (probs.cumsum(axis=-1) <= uniforms[:, None]).sum(axis=-1)
     return np.minimum(values, probs.shape[-1] - 1)

@@ -10,7 +10,7 @@ between two pixels (stopping the iteration stops the work).
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -94,13 +94,13 @@ class SamplingTask:
             return None
         return torch.full((self.candidates,), self.class_label, dtype=torch.long, device=device)
 
-    def sample(self, row: int, col: int, channel: int, logits: np.ndarray) -> Iterator[PixelSample]:
+    def sample(self, row: int, col: int, channel: int, logits: np.ndarray) -> list[PixelSample]:
         """Draw one value per candidate from that pixel-channel's logits and write it."""
         probs = probabilities(logits, self.config.distribution, self.temperature)
         values = draw(probs, self.uniforms[:, channel, row, col])
         self.images[:, channel, row, col] = values
-        for k in range(self.candidates):
-            yield PixelSample(k, row, col, channel, int(values[k]), probs[k])
+        return [PixelSample(k, row, col, channel, value, p)
+                for k, (value, p) in enumerate(zip(values.tolist(), probs, strict=True))]
 
 
 class Completion:
@@ -169,12 +169,16 @@ def reference_completion(model: ImageModel, image, known=None, *, device=None,
     return Completion(task, steps(), device, "reference")
 
 
-SAMPLERS: dict[str, Callable[..., Completion]] = {"reference": reference_completion}
+SAMPLERS = ("fast", "reference")
 
 
-def complete(model: ImageModel, image, known=None, *, sampler: str = "reference",
+def complete(model: ImageModel, image, known=None, *, sampler: str = "fast",
              **options) -> Completion:
-    """Start a completion with the named sampler (see SAMPLERS)."""
-    if sampler not in SAMPLERS:
-        raise ValueError(f"Unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}.")
-    return SAMPLERS[sampler](model, image, known, **options)
+    """Start a completion with the named sampler: "fast" (the default) or "reference"."""
+    if sampler == "reference":
+        return reference_completion(model, image, known, **options)
+    if sampler == "fast":
+        from .fast import fast_completion  # fast.py builds on this module
+
+        return fast_completion(model, image, known, **options)
+    raise ValueError(f"Unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}.")

@@ -3,6 +3,7 @@ pixels receive gradient (the self-check of karpathy/pytorch-made, for images).""
 
 import pytest
 import torch
+
 from conftest import tiny_model
 
 

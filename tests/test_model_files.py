@@ -4,8 +4,8 @@ import sys
 
 import pytest
 import torch
-from conftest import tiny_config, tiny_model
 
+from conftest import tiny_config, tiny_model
 from model import ModelFileError, build_model, load_model, nll, read_card, save_model
 
 

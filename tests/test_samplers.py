@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_model
 
+from conftest import tiny_model
 from model import complete, pick_device
 from model.sampling import PixelSample
 
@@ -17,12 +17,17 @@ def half_known(model, seed=0):
     return image, known
 
 
+SAMPLERS = pytest.mark.parametrize("sampler", ["reference", "fast"])
+
+
+@SAMPLERS
+@pytest.mark.parametrize("arch", ["gated", "pixelcnn"])
 @pytest.mark.parametrize(("colours", "distribution"), [(1, "bernoulli"), (3, "categorical")])
 def test_only_unknown_pixels_are_streamed_in_raster_order_and_known_ones_never_change(
-        colours, distribution):
-    model = tiny_model(channels=colours, distribution=distribution)
+        colours, distribution, arch, sampler):
+    model = tiny_model(channels=colours, distribution=distribution, architecture=arch)
     image, known = half_known(model)
-    completion = complete(model, image, known, candidates=2, seed=3)
+    completion = complete(model, image, known, candidates=2, seed=3, sampler=sampler)
     samples = list(completion)
     expected = [(k, r, c, ch) for r, c in zip(*np.nonzero(~known), strict=False)
                 for ch in range(colours) for k in range(2)]
@@ -37,35 +42,40 @@ def test_only_unknown_pixels_are_streamed_in_raster_order_and_known_ones_never_c
         assert s.probs.sum() == pytest.approx(1.0)
 
 
-def test_same_seed_gives_identical_samples_and_different_seeds_differ():
+@SAMPLERS
+def test_same_seed_gives_identical_samples_and_different_seeds_differ(sampler):
     model = tiny_model(distribution="categorical", levels=8)
     image, known = half_known(model)
-    first = complete(model, image, known, seed=11, candidates=3).run()
-    again = complete(model, image, known, seed=11, candidates=3).run()
-    other = complete(model, image, known, seed=12, candidates=3).run()
+    first = complete(model, image, known, seed=11, candidates=3, sampler=sampler).run()
+    again = complete(model, image, known, seed=11, candidates=3, sampler=sampler).run()
+    other = complete(model, image, known, seed=12, candidates=3, sampler=sampler).run()
     assert np.array_equal(first, again)
     assert not np.array_equal(first, other)
 
 
-def test_candidate_k_does_not_depend_on_how_many_candidates_are_drawn():
+@SAMPLERS
+def test_candidate_k_does_not_depend_on_how_many_candidates_are_drawn(sampler):
     model = tiny_model()
     image, known = half_known(model)
-    one = complete(model, image, known, seed=5, candidates=1).run()
-    four = complete(model, image, known, seed=5, candidates=4).run()
+    one = complete(model, image, known, seed=5, candidates=1, sampler=sampler).run()
+    four = complete(model, image, known, seed=5, candidates=4, sampler=sampler).run()
     assert np.array_equal(one[0], four[0])
     assert not all(np.array_equal(four[0], four[k]) for k in range(1, 4))
 
 
+@SAMPLERS
 @pytest.mark.parametrize("distribution", ["bernoulli", "categorical"])
-def test_temperature_zero_picks_the_most_likely_value(distribution):
-    model = tiny_model(distribution=distribution, num_classes=3)
+def test_temperature_zero_picks_the_most_likely_value(distribution, sampler):
+    model = tiny_model(distribution=distribution, num_classes=3).double()  # no float ties
     image, known = half_known(model)
-    completion = complete(model, image, known, temperature=0, seed=1, class_label=2)
+    completion = complete(model, image, known, temperature=0, seed=1, class_label=2,
+                          sampler=sampler)
     samples = list(completion)
     # The model is causal, so its logits on the finished image are the ones each pixel
     # was drawn from.
     with torch.no_grad():
         logits = model(torch.from_numpy(completion.images).long(), torch.tensor([2]))
+        assert logits.dtype == torch.float64
     for s in samples:
         if distribution == "bernoulli":
             best = int(logits[0, s.channel, s.row, s.col] > 0)
@@ -73,14 +83,17 @@ def test_temperature_zero_picks_the_most_likely_value(distribution):
             best = int(logits[0, s.channel, :, s.row, s.col].argmax())
         assert s.value == best
         assert s.probs[best] == 1.0
-    cold = complete(model, image, known, temperature=1e-4, seed=2, class_label=2).run()
+    cold = complete(model, image, known, temperature=1e-4, seed=2, class_label=2,
+                    sampler=sampler).run()
     assert np.array_equal(cold, completion.images)
 
 
-def test_a_class_label_changes_the_distributions_and_the_samples():
+@SAMPLERS
+def test_a_class_label_changes_the_distributions_and_the_samples(sampler):
     model = tiny_model(num_classes=3, distribution="categorical", levels=8)
     image, known = half_known(model)
-    runs = [list(complete(model, image, known, seed=4, class_label=label, candidates=4))
+    runs = [list(complete(model, image, known, seed=4, class_label=label, candidates=4,
+                          sampler=sampler))
             for label in (None, 0, 1)]
     probs = [np.stack([s.probs for s in run]) for run in runs]
     values = [[s.value for s in run] for run in runs]
@@ -88,12 +101,12 @@ def test_a_class_label_changes_the_distributions_and_the_samples():
     assert values[0] != values[1] and values[1] != values[2]
 
 
-def test_stopping_the_stream_stops_the_work():
+def test_stopping_the_reference_stream_stops_the_work():
     model = tiny_model()
     calls = []
     model.register_forward_hook(lambda *args: calls.append(1))
     image, known = half_known(model)
-    completion = complete(model, image, known, candidates=2)
+    completion = complete(model, image, known, candidates=2, sampler="reference")
     taken = [next(completion) for _ in range(4)]  # two pixels, two candidates each
     assert all(isinstance(s, PixelSample) for s in taken)
     assert len(calls) == 2
@@ -102,10 +115,11 @@ def test_stopping_the_stream_stops_the_work():
     assert len(calls) == 2
 
 
-def test_everything_known_samples_nothing():
+@SAMPLERS
+def test_everything_known_samples_nothing(sampler):
     model = tiny_model()
     image, _ = half_known(model)
-    completion = complete(model, image, None)
+    completion = complete(model, image, None, sampler=sampler)
     assert list(completion) == []
     assert np.array_equal(completion.images[0], image)
 
@@ -115,11 +129,18 @@ def test_everything_known_samples_nothing():
     (dict(temperature=-1), "Temperature"),
     (dict(class_label=5), "Class 5"),
 ])
-def test_bad_options_are_rejected_with_a_clear_message(options, message):
+@SAMPLERS
+def test_bad_options_are_rejected_with_a_clear_message(options, message, sampler):
     model = tiny_model(num_classes=3)
     image, known = half_known(model)
     with pytest.raises(ValueError, match=message):
-        complete(model, image, known, **options)
+        complete(model, image, known, sampler=sampler, **options)
+
+
+def test_unknown_sampler_is_rejected():
+    model = tiny_model()
+    with pytest.raises(ValueError, match="Unknown sampler 'magic'"):
+        complete(model, np.zeros((6, 7)), None, sampler="magic")
 
 
 def test_wrong_image_or_mask_size_is_rejected():

@@ -1,0 +1,118 @@
+"""Time the fast sampler against the reference on the same task.
+
+    python -m model.bench [--model NAME_OR_PATH] [--candidates N] [--device cpu|cuda|mps]
+                          [--repeats R] [--reference-repeats R] [--json]
+
+Default task: the app's default model (or, before one ships, a gated model of the shipped
+size with random weights), a full 28x28 image with nothing known, one candidate. Prints the
+median time of each sampler, the speed-up, whether the two gave identical samples for the
+same seed, and the largest difference between their per-pixel probabilities when both see
+the same images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+from .distributions import probabilities
+from .io import build_model, load_model
+from .registry import DEFAULT_MODEL, SHIPPED_CONFIG, bundled_models, resolve_model
+from .sampling import complete, pick_device
+
+
+def benchmark_model(name: str | None):
+    """The model to time and a label for it."""
+    if name is None and DEFAULT_MODEL not in bundled_models():
+        torch.manual_seed(0)
+        return build_model(SHIPPED_CONFIG).eval(), "random-weights gated (shipped size)"
+    name = name or DEFAULT_MODEL
+    return load_model(resolve_model(name)), name
+
+
+def time_sampler(model, sampler, known, candidates, device, repeats, seed=0):
+    """Median seconds of `repeats` full completions, and the last completion's samples."""
+    cfg = model.config
+    image = np.zeros((cfg.channels, cfg.height, cfg.width), np.uint8)
+    seconds, samples, completion = [], [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        completion = complete(model, image, known, sampler=sampler, candidates=candidates,
+                              seed=seed, device=device)
+        samples = list(completion)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds), samples, completion.images
+
+
+def max_prob_difference(model, samples, images, device) -> float:
+    """How far the streamed distributions are from the full network's on the same images
+    (what the reference computes for each pixel: the model is causal)."""
+    cfg = model.config
+    with torch.no_grad():
+        logits = model(torch.from_numpy(images).long().to(device)).double().cpu().numpy()
+    worst = 0.0
+    for s in samples:
+        at = logits[s.candidate, s.channel, ..., s.row, s.col].reshape(1, -1)
+        if cfg.distribution == "bernoulli":
+            at = np.concatenate([np.zeros((1, 1)), at], axis=1)
+        expected = probabilities(at, "categorical", 1.0)[0]
+        worst = max(worst, float(np.abs(expected - s.probs).max()))
+    return worst
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m model.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help=f"bundled name or path (default: {DEFAULT_MODEL})")
+    parser.add_argument("--candidates", type=int, default=1)
+    parser.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
+    parser.add_argument("--repeats", type=int, default=5, help="fast-sampler runs (median)")
+    parser.add_argument("--reference-repeats", type=int, default=3,
+                        help="reference runs (median); each takes many seconds")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+
+    model, label = benchmark_model(args.model)
+    device = pick_device(args.device)
+    model = model.to(device)
+    cfg = model.config
+    known = np.zeros((cfg.height, cfg.width), bool)
+    # One untimed run compiles the CPU kernels (cached on disk afterwards).
+    complete(model, np.zeros((cfg.channels, cfg.height, cfg.width), np.uint8), known,
+             device=device).run()
+    fast_s, fast_samples, fast_images = time_sampler(
+        model, "fast", known, args.candidates, device, args.repeats)
+    ref_s, _, ref_images = time_sampler(
+        model, "reference", known, args.candidates, device, args.reference_repeats)
+    result = {
+        "model": label,
+        "height": cfg.height,
+        "width": cfg.width,
+        "candidates": args.candidates,
+        "device": device.type,
+        "reference_seconds": round(ref_s, 4),
+        "fast_seconds": round(fast_s, 4),
+        "speedup": round(ref_s / fast_s, 1),
+        "identical": bool(np.array_equal(fast_images, ref_images)),
+        "max_prob_diff": max_prob_difference(model, fast_samples, fast_images, device),
+        "fast_ms_per_pixel": round(1000 * fast_s / (cfg.height * cfg.width), 4),
+    }
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    width = max(len(k) for k in result)
+    for key, value in result.items():
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""Measure a trained model's likelihood on an MNIST split.
+
+    python -m model.evaluate --model NAME_OR_PATH --data DIR [--split test|valid] [--json]
+
+The split is prepared exactly as in training, from the data mode recorded on the model's
+card. By default every image is scored without its class (label -1, "no class"): that is the
+honest likelihood, comparable to published results; --with-labels conditions on the true class.
+The batched scoring function here is also what model.train uses for validation and testing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .base import ImageModel
+from .data import MODES, DatasetError, MnistDataset
+from .distributions import nats_to_bits_per_dim, nll_nats
+from .io import ModelFileError, load_model, model_paths, read_card
+from .registry import MODELS_DIR
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class UsageError(ValueError):
+    """A command-line value that cannot work (a missing device, a bad combination)."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" picks CUDA when present, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("Device 'cuda' was requested, but no CUDA device is available.")
+    if name not in DEVICES:
+        raise UsageError(f"Unknown device {name!r}; expected one of {', '.join(DEVICES)}.")
+    return torch.device(name)
+
+
+def load_split(data_dir, split: str, mode: str, levels: int | None = None,
+               limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One split as (uint8 levels N x 1 x 28 x 28, int64 labels N), the first `limit` only."""
+    dataset = MnistDataset(data_dir, split, mode, levels)
+    images, labels = dataset.images, dataset.labels
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    if len(images) == 0:
+        raise DatasetError(f"{data_dir}: the {split} split holds no images to use.")
+    return images, labels
+
+
+class Float32Logits:
+    """Runs a model under autocast but hands back float32 logits, so the loss that
+    nll_nats computes from them is in float32 whatever precision the network ran in."""
+
+    def __init__(self, model: ImageModel, autocast_dtype: torch.dtype | None = None):
+        self.model = model
+        self.config = model.config
+        self.autocast_dtype = autocast_dtype
+
+    def __call__(self, x: torch.Tensor, labels=None) -> torch.Tensor:
+        with autocast(x.device, self.autocast_dtype):
+            logits = self.model(x, labels)
+        return logits.float()
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """torch.autocast on `device` with `dtype`, or nothing when dtype is None."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def mean_nll_nats(model: ImageModel, images: torch.Tensor, labels: torch.Tensor | None = None,
+                  *, batch_size: int = 256, autocast_dtype: torch.dtype | None = None) -> float:
+    """Mean negative log-likelihood in nats per image, scored in batches on the model's device.
+
+    `labels` None scores every image without a class; the model is left in the mode
+    (train or eval) it came in.
+    """
+    device = next(model.parameters()).device
+    scorer = Float32Logits(model, autocast_dtype)
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(images), batch_size):
+                x = images[start:start + batch_size].to(device).long()
+                y = None if labels is None else labels[start:start + batch_size].to(device)
+                total += nll_nats(scorer, x, y).double().sum().item()
+    finally:
+        model.train(was_training)
+    return total / len(images)
+
+
+def resolve_model_path(name_or_path: str) -> Path:
+    """A bare name found in resources/models wins; anything else is taken as a path."""
+    named = MODELS_DIR / f"{name_or_path}.safetensors"
+    if named.is_file():
+        return named
+    path = model_paths(name_or_path)[0]
+    if not path.is_file():
+        raise ModelFileError(f"No model {name_or_path!r}: neither {named} nor {path} exists.")
+    return path
+
+
+def card_data_mode(card: dict, path: Path) -> tuple[str, int]:
+    """The (mode, levels) the model was trained on, as recorded on its card."""
+    mode = card.get("data_mode")
+    if mode not in MODES:
+        raise ModelFileError(
+            f"{path}: the card's \"data_mode\" is {mode!r}, not one of {', '.join(MODES)}; "
+            "cannot tell how to prepare the data."
+        )
+    levels = card["config"].levels
+    if card.get("levels", levels) != levels:
+        raise ModelFileError(
+            f"{path}: the card says {card['levels']!r} levels but its config has {levels}."
+        )
+    return mode, levels
+
+
+def evaluate(args: argparse.Namespace) -> dict:
+    path = resolve_model_path(args.model)
+    card = read_card(path)
+    mode, levels = card_data_mode(card, path)
+    device = resolve_device(args.device)
+    model = load_model(path, device)
+    images, labels = load_split(args.data, args.split, mode, levels, args.limit)
+    nats = mean_nll_nats(model, images, labels if args.with_labels else None,
+                         batch_size=args.batch_size)
+    dims = int(np.prod(images.shape[1:]))
+    return {"model": str(path), "split": args.split, "images": len(images),
+            "nll_nats": nats, "bits_per_dim": nats_to_bits_per_dim(nats, dims)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m model.evaluate",
+        description="Negative log-likelihood of a trained model on an MNIST split.")
+    parser.add_argument("--model", required=True,
+                        help="a name in resources/models, or the path of a model's files")
+    parser.add_argument("--data", required=True, help="directory of the MNIST IDX files")
+    parser.add_argument("--split", choices=("test", "valid"), default="test")
+    parser.add_argument("--limit", type=positive_int, default=None,
+                        help="score only the first N images of the split")
+    parser.add_argument("--batch-size", type=positive_int, default=256)
+    parser.add_argument("--with-labels", action="store_true",
+                        help="condition on each image's true class (default: no class)")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.add_argument("--json", action="store_true", help="print one JSON object only")
+    return parser
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number.") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number.")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = evaluate(args)
+    except (ModelFileError, DatasetError, UsageError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result))
+    else:
+        with_or_without = "with true labels" if args.with_labels else "without labels"
+        print(f"{result['model']} on {result['images']} {args.split} images "
+              f"({with_or_without}): {result['nll_nats']:.3f} nats per image, "
+              f"{result['bits_per_dim']:.4f} bits per dimension")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""The fast sampler must compute the reference sampler's distributions, hence its samples."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_model
+from model import complete, kernels
+from model.distributions import probabilities
+from model.fast import BACKENDS
+
+MASKS = ("hole", "bottom-half", "scattered", "nothing-known", "everything-known")
+GATED_BACKENDS = [b for b in BACKENDS if b != "compiled" or kernels.AVAILABLE]
+
+
+def known_mask(kind: str, height: int, width: int, seed: int = 0) -> np.ndarray:
+    known = np.ones((height, width), bool)
+    if kind == "hole":
+        known[height // 4:height - 1, width // 4:width - 1] = False
+    elif kind == "bottom-half":
+        known[height // 2:] = False
+    elif kind == "scattered":
+        known = np.random.default_rng(seed).random((height, width)) < 0.5
+    elif kind == "nothing-known":
+        known[:] = False
+    return known
+
+
+def problem(seed=0, **model_options):
+    model = tiny_model(seed, **model_options)
+    cfg = model.config
+    image = np.random.default_rng(seed).integers(
+        0, cfg.levels, (cfg.channels, cfg.height, cfg.width))
+    return model, image
+
+
+def variants():
+    """Architectures x colours x masks, each with its own size, temperature, class, batch."""
+    rng = np.random.default_rng(7)
+    for arch in ("gated", "pixelcnn"):
+        for colours, distribution in ((1, "bernoulli"), (3, "categorical")):
+            for kind in MASKS:
+                height, width = [(5, 9), (8, 5), (7, 7), (6, 11)][rng.integers(4)]
+                yield pytest.param(
+                    dict(architecture=arch, channels=colours, distribution=distribution,
+                         height=height, width=width, num_classes=3,
+                         first_kernel_size=int(rng.choice([3, 5, 7])), layers=3),
+                    kind,
+                    dict(temperature=float(rng.choice([0.0, 0.7, 1.0, 1.6])),
+                         candidates=int(rng.integers(1, 4)),
+                         class_label=[None, 0, 2][rng.integers(3)]),
+                    id=f"{arch}-C{colours}-{kind}-{height}x{width}",
+                )
+
+
+def backends_for(options):
+    return GATED_BACKENDS if options["architecture"] == "gated" else [None]
+
+
+@pytest.mark.parametrize(("model_options", "kind", "options"), list(variants()))
+def test_fast_distributions_match_the_reference_given_the_same_images(
+        model_options, kind, options):
+    model, image = problem(**model_options)
+    cfg = model.config
+    known = known_mask(kind, cfg.height, cfg.width)
+    for backend in backends_for(model_options):
+        extra = {} if backend is None else {"backend": backend}
+        completion = complete(model, image, known, seed=3, **options, **extra)
+        samples = list(completion)
+        assert len(samples) == completion.total == (~known).sum() * cfg.channels * options[
+            "candidates"]
+        # Teacher forcing: the model is causal, so one pass over the finished images gives
+        # every distribution the reference sampler would have drawn from.
+        labels = None if options["class_label"] is None else torch.tensor(
+            [options["class_label"]] * options["candidates"])
+        with torch.no_grad():
+            logits = model(torch.from_numpy(completion.images).long(), labels).double()
+        for s in samples:
+            at = logits[s.candidate, s.channel, ..., s.row, s.col].numpy().reshape(1, -1)
+            if cfg.distribution == "bernoulli":  # the logit of 1; 0 has logit 0
+                at = np.concatenate([np.zeros((1, 1)), at], axis=1)
+            if options["temperature"] == 0:
+                # Greedy: the value picked is the best one, up to float32 rounding on a tie.
+                assert s.probs[s.value] == 1.0
+                assert at[0, s.value] >= at.max() - 1e-5
+            else:
+                expected = probabilities(at, "categorical", options["temperature"])[0]
+                np.testing.assert_allclose(s.probs, expected, atol=1e-5, err_msg=str(backend))
+        assert (completion.images[:, :, known] == image[:, known]).all()
+
+
+@pytest.mark.parametrize(("model_options", "kind", "options"), list(variants()))
+def test_in_float64_both_samplers_give_identical_samples(model_options, kind, options):
+    model, image = problem(**model_options)
+    model = model.double()
+    cfg = model.config
+    known = known_mask(kind, cfg.height, cfg.width, seed=1)
+    reference = complete(model, image, known, sampler="reference", seed=9, **options)
+    expected = list(reference)
+    for backend in backends_for(model_options):
+        extra = {} if backend is None else {"backend": backend}
+        fast = complete(model, image, known, sampler="fast", seed=9, **options, **extra)
+        got = list(fast)
+        assert [s[:5] for s in got] == [s[:5] for s in expected], backend
+        assert np.array_equal(fast.images, reference.images)
+        for a, b in zip(got, expected, strict=True):
+            np.testing.assert_allclose(a.probs, b.probs, rtol=0, atol=1e-12)
+
+
+def test_a_fully_known_prefix_costs_one_batched_pass_not_one_per_pixel(monkeypatch):
+    from model.fast import GatedStepper
+
+    model, image = problem(height=10, width=6)
+    known = known_mask("bottom-half", 10, 6)
+    calls = []
+    original = GatedStepper._vertical
+    monkeypatch.setattr(GatedStepper, "_vertical",
+                        lambda self, r0, r1: calls.append((r0, r1)) or original(self, r0, r1))
+    completion = complete(model, image, known)
+    next(completion)
+    assert calls == [(0, 5)]  # the five known rows, together
+
+
+def test_stopping_the_fast_stream_stops_the_work(monkeypatch):
+    from model.fast import GatedStepper
+
+    model, image = problem()
+    computed = []
+    original = GatedStepper.horizontal
+    monkeypatch.setattr(GatedStepper, "horizontal",
+                        lambda self, c0, c1: computed.append(c1) or original(self, c0, c1))
+    completion = complete(model, image, known_mask("nothing-known", 6, 7))
+    next(completion), next(completion)
+    completion.close()
+    assert list(completion) == [] and len(computed) == 2
+
+
+def test_unknown_backend_is_rejected():
+    model, image = problem()
+    with pytest.raises(ValueError, match="Unknown backend 'fortran'"):
+        complete(model, image, None, backend="fortran")

@@ -1,0 +1,198 @@
+"""model.train and model.evaluate end to end, on tiny synthetic MNIST files and a tiny model."""
+
+import gzip
+import json
+import math
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from model import evaluate, load_model, read_card, train
+
+NUM_TRAIN = 60  # -> 50 training and 10 validation images
+NUM_TEST = 12
+TINY_MODEL = ["--layers", "1", "--hidden-channels", "4", "--first-kernel-size", "3",
+              "--kernel-size", "3", "--batch-size", "16"]  # 50 images: 4 steps per epoch
+REQUIRED_CARD_KEYS = {
+    "config", "name", "data_mode", "levels", "epochs", "steps", "wall_minutes", "hardware",
+    "valid_nll_nats", "test_nll_nats", "test_bits_per_dim", "learning_curve", "command",
+    "trained_at",
+}
+CURVE_KEYS = {"step", "epoch", "minutes", "train_nats", "valid_nats"}
+
+
+def write_idx(path, array):
+    array = np.asarray(array, dtype=np.uint8)
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
+    header += struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(gzip.compress(header + array.tobytes()))
+
+
+def blob_images(count, rng):
+    """Bright blobs on black, sized and placed at random: digit-like strokes for a PixelCNN."""
+    rows, cols = np.mgrid[0:28, 0:28]
+    centres = rng.uniform(8, 20, size=(count, 2))
+    radii = rng.uniform(3, 7, size=count)
+    distance = np.hypot(rows - centres[:, 0, None, None], cols - centres[:, 1, None, None])
+    return np.clip(255 * (1.5 - distance / radii[:, None, None]), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # Steps here take milliseconds: a second thread only adds hand-off overhead, and on a
+    # shared, busy CPU its spin-waiting made them up to 30 times slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def mnist_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("mnist")
+    rng = np.random.default_rng(0)
+    write_idx(directory / "train-images-idx3-ubyte.gz", blob_images(NUM_TRAIN, rng))
+    write_idx(directory / "train-labels-idx1-ubyte.gz", np.arange(NUM_TRAIN) % 10)
+    write_idx(directory / "t10k-images-idx3-ubyte.gz", blob_images(NUM_TEST, rng))
+    write_idx(directory / "t10k-labels-idx1-ubyte.gz", np.arange(NUM_TEST) % 10)
+    return directory
+
+
+def train_args(mnist_dir, out, name="tiny", *extra):
+    return ["--data", str(mnist_dir), "--name", name, "--output-dir", str(out),
+            "--checkpoint-dir", str(out / f"{name}-checkpoints"), "--device", "cpu",
+            *TINY_MODEL, *extra]
+
+
+@pytest.fixture(scope="module")
+def trained(mnist_dir, tmp_path_factory):
+    """One epoch of training, shared by the tests that only read its results."""
+    out = tmp_path_factory.mktemp("trained")
+    assert train.main(train_args(mnist_dir, out, "tiny", "--epochs", "1")) == 0
+    return out
+
+
+def test_training_writes_a_loadable_model_and_a_complete_card(trained):
+    card = read_card(trained / "tiny")
+    assert REQUIRED_CARD_KEYS <= set(card)
+    assert card["name"] == "tiny" and card["data_mode"] == "threshold" and card["levels"] == 2
+    assert card["steps"] == 4 and card["epochs"] == pytest.approx(1.0)
+    for key in ("valid_nll_nats", "test_nll_nats", "test_bits_per_dim", "wall_minutes"):
+        assert math.isfinite(card[key]) and card[key] >= 0, key
+    assert card["test_bits_per_dim"] == pytest.approx(card["test_nll_nats"] / (784 * math.log(2)))
+    assert card["command"].startswith("python -m model.train --data ")
+    assert {"processor", "torch", "device", "threads"} <= set(card["hardware"])
+    assert [set(point) for point in card["learning_curve"]] == [CURVE_KEYS]
+    model = load_model(trained / "tiny")
+    assert model.config.layers == 1 and model.config.num_classes == 10
+
+
+def test_evaluate_json_matches_the_cards_test_nll(trained, mnist_dir, capsys):
+    capsys.readouterr()
+    code = evaluate.main(["--model", str(trained / "tiny"), "--data", str(mnist_dir), "--json"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) == {"model", "split", "images", "nll_nats", "bits_per_dim"}
+    assert result["split"] == "test" and result["images"] == NUM_TEST
+    assert result["nll_nats"] == pytest.approx(read_card(trained / "tiny")["test_nll_nats"],
+                                               rel=1e-6)
+
+
+def test_evaluate_with_labels_scores_differently_from_without(trained, mnist_dir, capsys):
+    capsys.readouterr()
+    base = ["--model", str(trained / "tiny"), "--data", str(mnist_dir), "--split", "valid"]
+    assert evaluate.main(base) == 0
+    assert "nats per image" in capsys.readouterr().out
+    assert evaluate.main([*base, "--with-labels", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == NUM_TRAIN // 6
+
+
+def test_resume_continues_the_run_and_keeps_its_learning_curve(trained, mnist_dir, tmp_path):
+    # Copy the shared run's checkpoint so this test does not change what others read.
+    checkpoint = trained / "tiny-checkpoints" / "last.pt"
+    (tmp_path / "tiny-checkpoints").mkdir()
+    (tmp_path / "tiny-checkpoints" / "last.pt").write_bytes(checkpoint.read_bytes())
+    first = read_card(trained / "tiny")
+    args = train_args(mnist_dir, tmp_path, "tiny", "--epochs", "2", "--resume")
+    assert train.main(args) == 0
+    card = read_card(tmp_path / "tiny")
+    assert card["steps"] == 8 and card["epochs"] == pytest.approx(2.0)
+    assert card["learning_curve"][:1] == first["learning_curve"]
+    assert len(card["learning_curve"]) == 2
+
+
+def test_resume_from_mid_epoch_matches_an_uninterrupted_run(mnist_dir, tmp_path):
+    common = ["--epochs", "2", "--schedule", "constant"]
+    assert train.main(train_args(mnist_dir, tmp_path, "straight", *common)) == 0
+    # A zero time budget stops after the first step, inside the first epoch.
+    stopped = train_args(mnist_dir, tmp_path, "resumed", *common, "--time-budget", "0")
+    assert train.main(stopped) == 0
+    assert read_card(tmp_path / "resumed")["steps"] == 1
+    assert train.main(train_args(mnist_dir, tmp_path, "resumed", "--resume")) == 0
+
+    straight, resumed = (
+        torch.load(tmp_path / f"{name}-checkpoints" / "last.pt", weights_only=True)
+        for name in ("straight", "resumed")
+    )
+    assert resumed["step"] == straight["step"] == 8
+    # The last weights, not the saved best ones: those may come from different validations.
+    for name, tensor in resumed["model"].items():
+        assert torch.equal(tensor, straight["model"][name]), name
+    assert resumed["learning_curve"][-1]["valid_nats"] == straight["learning_curve"][-1][
+        "valid_nats"]
+
+
+def test_checkpoint_loads_with_weights_only(trained):
+    checkpoint = torch.load(trained / "tiny-checkpoints" / "last.pt", weights_only=True)
+    assert checkpoint["step"] == 4 and checkpoint["settings"]["layers"] == 1
+
+
+def test_resume_refuses_a_changed_architecture(trained, mnist_dir, tmp_path, capsys):
+    args = train_args(mnist_dir, trained, "tiny", "--resume")
+    args[args.index("--layers") + 1] = "2"
+    args[args.index("--output-dir") + 1] = str(tmp_path)
+    assert train.main(args) == 2
+    assert "--layers 2 (the checkpoint has 1)" in capsys.readouterr().err
+
+
+def test_gray_mode_trains_a_categorical_model_under_bf16_autocast(mnist_dir, tmp_path):
+    args = train_args(mnist_dir, tmp_path, "gray", "--epochs", "1", "--mode", "gray",
+                      "--levels", "4", "--num-classes", "0", "--limit-train", "16",
+                      "--precision", "bf16")
+    assert train.main(args) == 0
+    card = read_card(tmp_path / "gray")
+    assert card["data_mode"] == "gray" and card["levels"] == 4
+    assert card["config"].distribution == "categorical" and card["steps"] == 1
+    assert card["training"]["precision"] == "bf16"
+    assert math.isfinite(card["test_nll_nats"]) and "test_nll_nats_with_labels" not in card
+
+
+def test_a_new_run_refuses_to_overwrite_an_existing_checkpoint(trained, mnist_dir, capsys):
+    args = train_args(mnist_dir, trained, "tiny", "--epochs", "1")
+    assert train.main(args) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("module", [train, evaluate])
+def test_a_bad_data_path_exits_2_naming_the_path(module, trained, tmp_path, capsys):
+    missing = tmp_path / "no-such-mnist"
+    if module is train:
+        args = train_args(missing, tmp_path, "tiny", "--epochs", "1")
+    else:
+        args = ["--model", str(trained / "tiny"), "--data", str(missing)]
+    assert module.main(args) == 2
+    assert str(missing) in capsys.readouterr().err
+
+
+def test_evaluate_a_bad_model_path_exits_2_naming_the_path(mnist_dir, tmp_path, capsys):
+    missing = tmp_path / "nothing-here"
+    assert evaluate.main(["--model", str(missing), "--data", str(mnist_dir)]) == 2
+    assert str(missing) in capsys.readouterr().err
+
+
+def test_gray_mode_without_levels_is_refused(mnist_dir, tmp_path, capsys):
+    args = train_args(mnist_dir, tmp_path, "gray", "--mode", "gray")
+    assert train.main(args) == 2
+    assert "--levels" in capsys.readouterr().err
