@@ -1,16 +1,556 @@
-"""The main window. For now an empty frame; the canvas and tools arrive with the app issue."""
+"""The main window: canvas in the centre, tools, options, candidates and insight around it."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel, QMainWindow
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QSettings, Qt, QTimer, Slot
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QUndoStack
+from PySide6.QtWidgets import (
+    QApplication,
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from model import ModelFileError, load_model, read_card
+from model.distributions import pixel_surprise
+from model.registry import DEFAULT_MODEL, bundled_models, resolve_model
+
+from .canvas import PixelCanvas
+from .document import Drawing, DrawingEdit
+from .gallery import CandidateGallery
+from .image_io import ImageFileError, load_image, save_gif, save_png
+from .insight import DistributionView
+from .options import OPEN_MODEL, OptionsPanel
+from .worker import CompletionRunner
+
+IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.gif)"
 
 
 class MainWindow(QMainWindow):
-    def __init__(self):
+    def __init__(self, model_name: str | None = None):
         super().__init__()
         self.setWindowTitle("PixelCNN Studio")
-        placeholder = QLabel("PixelCNN Studio")
-        placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.setCentralWidget(placeholder)
-        self.resize(900, 640)
+        self.model = None
+        self.model_name = ""
+        self.file_path: Path | None = None
+        self.undo_stack = QUndoStack(self)
+        self.runner = CompletionRunner(self)
+        self.before_completion = None
+        self.completion_frames: list[np.ndarray] = []
+        self.last_frames: list[np.ndarray] = []
+        self.candidate_images: np.ndarray | None = None
+        self.completion_finished_callbacks = []
+
+        self.canvas = PixelCanvas(self.undo_stack)
+        self.setCentralWidget(self.canvas)
+        self.options = OptionsPanel(bundled_models())
+        self.gallery = CandidateGallery()
+        self.gallery.hide()
+        self.insight = DistributionView()
+        self._create_actions()
+        self._create_menus()
+        self._create_tool_bars()
+        self._create_docks()
+        self._create_status_bar()
+        self._connect()
+        self._read_settings()
+        self.open_model(model_name or self._initial_model())
+
+    # -- construction -------------------------------------------------------------------
+
+    def _action(self, text, slot, shortcut=None, tip="", checkable=False) -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        action.setStatusTip(tip)
+        action.setCheckable(checkable)
+        action.triggered.connect(slot)
+        return action
+
+    def _create_actions(self) -> None:
+        K = QKeySequence.StandardKey
+        self.new_action = self._action("&New", self.new_drawing, K.New, "Start an empty canvas")
+        self.open_action = self._action("&Open…", self.open_image_dialog, K.Open,
+                                        "Open an image at the model's size")
+        self.save_action = self._action("&Save", self.save, K.Save, "Save the drawing as PNG")
+        self.save_as_action = self._action("Save &As…", self.save_as, K.SaveAs,
+                                           "Save the drawing under a new name")
+        self.export_gif_action = self._action("Export completion as &GIF…", self.export_gif,
+                                              None, "Save the last completion as an animation")
+        self.open_model_action = self._action("Open &model…", self.open_model_dialog, None,
+                                              "Load a .safetensors model with its .json card")
+        self.quit_action = self._action("&Quit", self.close, K.Quit, "Leave PixelCNN Studio")
+        self.undo_action = self.undo_stack.createUndoAction(self, "&Undo")
+        self.undo_action.setShortcut(QKeySequence(K.Undo))
+        self.redo_action = self.undo_stack.createRedoAction(self, "&Redo")
+        self.redo_action.setShortcuts([QKeySequence(K.Redo), QKeySequence("Ctrl+Shift+Z")])
+        self.paste_action = self._action("&Paste image", self.paste_image, K.Paste,
+                                         "Paste an image from the clipboard")
+        self.clear_action = self._action("C&lear", self.canvas.clear, None, "Empty canvas")
+        self.invert_action = self._action("&Invert", self.canvas.invert, "Ctrl+I",
+                                          "Swap ink and background")
+        self.erase_all_action = self._action("Erase &everything", self.canvas.erase_all, None,
+                                             "Mark every pixel unknown")
+        self.grid_action = self._action("Show &grid", self.canvas.set_grid_visible, "Ctrl+G",
+                                        "Draw the pixel grid", checkable=True)
+        self.surprise_action = self._action("&Surprise heatmap", self.refresh_surprise, "Ctrl+H",
+                                            "Shade each known pixel by how unlikely the model "
+                                            "finds it", checkable=True)
+        self.complete_action = self._action("&Complete", self.complete, "Space",
+                                            "Sample every unknown pixel in raster order")
+        self.stop_action = self._action("&Stop", self.stop, "Esc", "Stop the completion")
+        self.stop_action.setEnabled(False)
+        self.about_action = self._action("&About", self.about, None, "About PixelCNN Studio")
+        self.tool_group = QActionGroup(self)
+        self.tool_actions = {}
+        for name, text, key in (("pen", "&Pen", "P"), ("eraser", "&Eraser", "E"),
+                                ("rect_erase", "&Rectangle erase", "R"),
+                                ("erase_below", "Erase from this row &down", "D")):
+            action = self._action(text, lambda _=False, n=name: self.canvas.set_tool(n), key,
+                                  checkable=True)
+            self.tool_group.addAction(action)
+            self.tool_actions[name] = action
+        self.tool_actions["pen"].setChecked(True)
+
+    def _create_menus(self) -> None:
+        menus = {
+            "&File": [self.new_action, self.open_action, self.save_action, self.save_as_action,
+                      self.export_gif_action, None, self.open_model_action, None,
+                      self.quit_action],
+            "&Edit": [self.undo_action, self.redo_action, None, self.paste_action, None,
+                      *self.tool_actions.values(), None, self.clear_action, self.invert_action,
+                      self.erase_all_action],
+            "&View": [self.grid_action, self.surprise_action],
+            "&Complete": [self.complete_action, self.stop_action],
+            "&Help": [self.about_action],
+        }
+        self.view_menu = None
+        for title, actions in menus.items():
+            menu = self.menuBar().addMenu(title)
+            if title == "&View":
+                self.view_menu = menu
+            for action in actions:
+                if action is None:
+                    menu.addSeparator()
+                else:
+                    menu.addAction(action)
+
+    def _create_tool_bars(self) -> None:
+        tools = self.addToolBar("Tools")
+        tools.setObjectName("tools")
+        for action in self.tool_actions.values():
+            tools.addAction(action)
+        tools.addSeparator()
+        tools.addWidget(QLabel(" Brush "))
+        self.brush_box = QSpinBox()
+        self.brush_box.setRange(1, 5)
+        self.brush_box.setToolTip("Brush size ([ and ])")
+        self.brush_box.valueChanged.connect(self.canvas.set_brush_size)
+        self.canvas.brush_size_changed.connect(self.brush_box.setValue)
+        tools.addWidget(self.brush_box)
+        tools.addSeparator()
+        tools.addAction(self.undo_action)
+        tools.addAction(self.redo_action)
+        tools.addSeparator()
+        tools.addAction(self.complete_action)
+        tools.addAction(self.stop_action)
+
+    def _create_docks(self) -> None:
+        for title, widget, area in (
+            ("Options", self.options, Qt.DockWidgetArea.RightDockWidgetArea),
+            ("Candidates", self.gallery, Qt.DockWidgetArea.BottomDockWidgetArea),
+            ("Insight", self.insight, Qt.DockWidgetArea.RightDockWidgetArea),
+        ):
+            dock = QDockWidget(title, self)
+            dock.setObjectName(title.lower())
+            holder = QWidget()
+            QVBoxLayout(holder).addWidget(widget)
+            dock.setWidget(holder)
+            self.addDockWidget(area, dock)
+            self.view_menu.addAction(dock.toggleViewAction())
+
+    def _create_status_bar(self) -> None:
+        self.progress_label = QLabel()
+        self.device_label = QLabel()
+        self.statusBar().addPermanentWidget(self.progress_label)
+        self.statusBar().addPermanentWidget(self.device_label)
+        self.statusBar().showMessage("Draw, erase what should be completed, press Space.")
+
+    def _connect(self) -> None:
+        self.options.model_requested.connect(self._model_chosen)
+        self.options.changed.connect(self._options_changed)
+        self.canvas.edited.connect(self._drawing_edited)
+        self.gallery.adopted.connect(self.adopt_candidate)
+        self.runner.progressed.connect(self._samples_arrived)
+        self.runner.finished.connect(self._completion_finished)
+        self.runner.failed.connect(self._completion_failed)
+        self.undo_stack.cleanChanged.connect(self._update_title)
+
+    # -- settings -----------------------------------------------------------------------
+
+    def _read_settings(self) -> None:
+        settings = QSettings()
+        geometry = settings.value("window/geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1100, 760)
+        state = settings.value("window/state")
+        if state is not None:
+            self.restoreState(state)
+        self.options.restore_state(settings.value("options", {}) or {})
+        self.grid_action.setChecked(str(settings.value("view/grid", "false")) == "true")
+        self.canvas.set_grid_visible(self.grid_action.isChecked())
+
+    def _write_settings(self) -> None:
+        settings = QSettings()
+        settings.setValue("window/geometry", self.saveGeometry())
+        settings.setValue("window/state", self.saveState())
+        settings.setValue("options", self.options.state())
+        settings.setValue("view/grid", self.grid_action.isChecked())
+        settings.setValue("model", self.model_name)
+
+    def _initial_model(self) -> str:
+        remembered = QSettings().value("model")
+        names = bundled_models()
+        if remembered in names:
+            return remembered
+        return DEFAULT_MODEL if DEFAULT_MODEL in names else (names[0] if names else "")
+
+    # -- model --------------------------------------------------------------------------
+
+    def open_model(self, name_or_path: str) -> bool:
+        if not name_or_path:
+            self.statusBar().showMessage("No bundled model found: open one from File.")
+            self.complete_action.setEnabled(False)
+            self.canvas.set_drawing(Drawing(1, 28, 28, 2))
+            return False
+        try:
+            path = resolve_model(name_or_path)
+            model = load_model(path)
+            card = read_card(path)
+        except (ModelFileError, OSError) as error:
+            QMessageBox.critical(self, "Cannot open model", str(error))
+            if self.model is not None:
+                self.options.set_model(self.model_name, self.model.config.num_classes,
+                                       self.model.config.levels)
+            return False
+        old = self.canvas.drawing
+        cfg = model.config
+        self.model, self.model_name, self.card = model, Path(str(name_or_path)).stem, card
+        if old is None or (old.values.shape != (cfg.channels, cfg.height, cfg.width)
+                           or old.levels != cfg.levels):
+            self.canvas.set_drawing(Drawing(cfg.channels, cfg.height, cfg.width, cfg.levels))
+            self.undo_stack.clear()
+        self.options.set_model(self.model_name, cfg.num_classes, cfg.levels)
+        self.canvas.set_pen_value(self.options.pen_level)
+        self.complete_action.setEnabled(True)
+        self.statusBar().showMessage(f"Model {self.model_name}: {cfg.architecture}, "
+                                     f"{cfg.height}x{cfg.width}, {cfg.levels} levels.", 5000)
+        self.refresh_surprise()
+        return True
+
+    @Slot(str)
+    def _model_chosen(self, name: str) -> None:
+        if name == OPEN_MODEL:
+            self.open_model_dialog()
+        elif name != self.model_name:
+            self.open_model(name)
+
+    @Slot()
+    def open_model_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open model", "",
+                                              "PixelCNN models (*.safetensors)")
+        if path:
+            self.open_model(path)
+        elif self.model is not None:
+            self.options.set_model(self.model_name, self.model.config.num_classes,
+                                   self.model.config.levels)
+
+    @Slot()
+    def _options_changed(self) -> None:
+        self.canvas.set_pen_value(self.options.pen_level)
+        if self.runner.is_running():
+            self.runner.set_speed(self.options.pixels_per_second)
+        self.refresh_surprise()
+
+    # -- completion ---------------------------------------------------------------------
+
+    @Slot()
+    def complete(self) -> None:
+        drawing = self.canvas.drawing
+        if self.model is None or self.runner.is_running():
+            return
+        if drawing.unknown_count() == 0:
+            self.statusBar().showMessage("Nothing to complete: erase some pixels first.", 4000)
+            return
+        self.before_completion = drawing.snapshot()
+        self.completion_frames = [drawing.values.copy()]
+        self.candidate_images = None
+        try:
+            self.runner.start(
+                model=self.model, image=drawing.values.copy(), known=drawing.known.copy(),
+                sampler=self.options.sampler, candidates=self.options.candidates,
+                temperature=self.options.temperature, seed=self.options.seed,
+                class_label=self.options.class_label, device=None,
+                pixels_per_second=self.options.pixels_per_second)
+        except (RuntimeError, ValueError) as error:
+            QMessageBox.critical(self, "Cannot complete", str(error))
+            return
+        self.canvas.set_read_only(True)
+        self.complete_action.setEnabled(False)
+        self.stop_action.setEnabled(True)
+        self.statusBar().showMessage("Completing…")
+
+    @Slot()
+    def stop(self) -> None:
+        if self.runner.is_running():
+            self.runner.stop()
+
+    @Slot(object)
+    def _samples_arrived(self, samples: list) -> None:
+        drawing = self.canvas.drawing
+        last = None
+        for s in samples:
+            if s.candidate == 0:
+                drawing.values[s.channel, s.row, s.col] = s.value
+                last = s
+        if last is not None:
+            self.canvas.set_cursor_position(last.row, last.col)
+            self.insight.show_distribution(last.probs, last.value, last.row, last.col)
+            self.completion_frames.append(drawing.values.copy())
+        if self.options.candidates > 1:
+            self.candidate_images = self.runner.images
+            self.gallery.show_candidates(self.candidate_images, drawing.levels)
+        rate = self.runner.measured_pixels_per_second
+        self.progress_label.setText(f"{self.runner.done}/{self.runner.total} · {rate:.0f} px/s")
+        self.device_label.setText(self.runner.device_name)
+        self.canvas.update()
+
+    @Slot(bool)
+    def _completion_finished(self, stopped: bool) -> None:
+        if self.before_completion is None:  # not a run this window started (or already ended)
+            return
+        drawing = self.canvas.drawing
+        images = self.runner.images
+        if images is not None and len(images):
+            self.candidate_images = images
+            sampled = self._sampled_mask(images[0])
+            drawing.values[:] = images[0]
+            drawing.known |= sampled
+        after = drawing.snapshot()
+        self.undo_stack.push(DrawingEdit(drawing, self.before_completion, after,
+                                         "Stopped completion" if stopped else "Completion",
+                                         self.canvas.update))
+        self.last_frames = self.completion_frames + [drawing.values.copy()]
+        self.before_completion = None
+        self._end_completion("Stopped; what was sampled is kept (Ctrl+Z undoes it)." if stopped
+                             else "Completed.")
+        for callback in self.completion_finished_callbacks:
+            callback()
+
+    def _sampled_mask(self, image: np.ndarray) -> np.ndarray:
+        """Pixels the completion wrote: unknown before, and reached in raster order."""
+        before_known = self.before_completion[1]
+        done_pixels = self.runner.done // max(1, self.options.candidates *
+                                              image.shape[0])
+        unknown = np.flatnonzero(~before_known.ravel())[:done_pixels]
+        mask = np.zeros(before_known.size, bool)
+        mask[unknown] = True
+        return mask.reshape(before_known.shape)
+
+    @Slot(str)
+    def _completion_failed(self, message: str) -> None:
+        if self.before_completion is None:
+            return
+        self.canvas.drawing.restore(self.before_completion)
+        self.before_completion = None
+        self._end_completion("Completion failed.")
+        QMessageBox.critical(self, "Completion failed", message)
+        for callback in self.completion_finished_callbacks:
+            callback()
+
+    def _end_completion(self, message: str) -> None:
+        self.canvas.set_read_only(False)
+        self.canvas.clear_cursor_position()
+        self.complete_action.setEnabled(True)
+        self.stop_action.setEnabled(False)
+        self.gallery.show_candidates(self.candidate_images if self.options.candidates > 1
+                                     else None, self.canvas.drawing.levels)
+        self.statusBar().showMessage(message, 6000)
+        self.canvas.update()
+        self.refresh_surprise()
+
+    @Slot(int)
+    def adopt_candidate(self, k: int) -> None:
+        if self.candidate_images is None or self.runner.is_running():
+            return
+        drawing = self.canvas.drawing
+        before = drawing.snapshot()
+        drawing.values[:] = self.candidate_images[k]
+        self.undo_stack.push(DrawingEdit(drawing, before, drawing.snapshot(),
+                                         f"Adopt candidate {k + 1}", self.canvas.update))
+        self.canvas.update()
+
+    # -- insight ------------------------------------------------------------------------
+
+    @Slot()
+    def refresh_surprise(self) -> None:
+        if not self.surprise_action.isChecked() or self.model is None:
+            self.canvas.set_overlay(None)
+            return
+        drawing = self.canvas.drawing
+        nats = pixel_surprise(self.model, drawing.values, self.options.class_label)
+        nats = np.where(drawing.known, nats, 0.0)
+        self.canvas.set_overlay(np.clip(nats / max(1e-6, np.log(drawing.levels) * 2), 0, 1))
+
+    @Slot()
+    def _drawing_edited(self) -> None:
+        self._update_title()
+        self.refresh_surprise()
+
+    # -- files --------------------------------------------------------------------------
+
+    def _update_title(self) -> None:
+        name = self.file_path.name if self.file_path else "untitled"
+        modified = "" if self.undo_stack.isClean() else " *"
+        self.setWindowTitle(f"{name}{modified} — PixelCNN Studio")
+
+    def _confirm_discard(self) -> bool:
+        if self.undo_stack.isClean():
+            return True
+        answer = QMessageBox.question(
+            self, "Discard changes?", "The drawing has unsaved changes. Discard them?",
+            QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel)
+        return answer == QMessageBox.StandardButton.Discard
+
+    @Slot()
+    def new_drawing(self) -> None:
+        if self.runner.is_running() or not self._confirm_discard():
+            return
+        d = self.canvas.drawing
+        self.canvas.set_drawing(Drawing(d.values.shape[0], d.values.shape[1],
+                                        d.values.shape[2], d.levels))
+        self.undo_stack.clear()
+        self.file_path = None
+        self._update_title()
+
+    @Slot()
+    def open_image_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open image", "", IMAGE_FILTER)
+        if path:
+            self.open_image(path)
+
+    def open_image(self, path: str | Path) -> bool:
+        """Load an image into the canvas as one undoable step; a bad file changes nothing."""
+        if self.runner.is_running():
+            return False
+        drawing = self.canvas.drawing
+        C, H, W = drawing.values.shape
+        try:
+            values = load_image(path, H, W, C, drawing.levels)
+        except ImageFileError as error:
+            QMessageBox.critical(self, "Cannot open image", str(error))
+            return False
+        before = drawing.snapshot()
+        drawing.values[:] = values
+        drawing.known[:] = True
+        self.undo_stack.push(DrawingEdit(drawing, before, drawing.snapshot(),
+                                         f"Open {Path(path).name}", self.canvas.update))
+        self.file_path = Path(path).with_suffix(".png")
+        self._update_title()
+        self.canvas.update()
+        return True
+
+    @Slot()
+    def paste_image(self) -> None:
+        image = QApplication.clipboard().image()
+        if image.isNull():
+            self.statusBar().showMessage("The clipboard holds no image.", 4000)
+            return
+        temporary = Path(QSettings().fileName()).with_name("pasted.png")
+        temporary.parent.mkdir(parents=True, exist_ok=True)
+        if image.save(str(temporary)):
+            self.open_image(temporary)
+
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        urls = event.mimeData().urls()
+        if urls:
+            self.open_image(urls[0].toLocalFile())
+
+    @Slot()
+    def save(self) -> bool:
+        if self.file_path is None:
+            return self.save_as()
+        return self._save_to(self.file_path)
+
+    @Slot()
+    def save_as(self) -> bool:
+        path, _ = QFileDialog.getSaveFileName(self, "Save drawing", "drawing.png",
+                                              "PNG images (*.png)")
+        return bool(path) and self._save_to(Path(path))
+
+    def _save_to(self, path: Path) -> bool:
+        drawing = self.canvas.drawing
+        try:
+            save_png(path, drawing.values, drawing.levels)
+        except OSError as error:
+            QMessageBox.critical(self, "Cannot save", str(error))
+            return False
+        self.file_path = path
+        self.undo_stack.setClean()
+        self._update_title()
+        self.statusBar().showMessage(f"Saved {path}.", 4000)
+        return True
+
+    @Slot()
+    def export_gif(self) -> None:
+        if len(self.last_frames) < 2:
+            QMessageBox.information(self, "Nothing to export", "Complete a drawing first.")
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Export completion", "completion.gif",
+                                              "GIF animations (*.gif)")
+        if path:
+            try:
+                save_gif(path, self.last_frames, self.canvas.drawing.levels)
+            except OSError as error:
+                QMessageBox.critical(self, "Cannot export", str(error))
+
+    @Slot()
+    def about(self) -> None:
+        QMessageBox.about(self, "About PixelCNN Studio",
+                          "Draw half a picture and watch a PixelCNN complete it, one pixel "
+                          "at a time in raster order.")
+
+    def closeEvent(self, event) -> None:
+        if not self._confirm_discard():
+            event.ignore()
+            return
+        self.runner.shutdown()
+        self._write_settings()
+        event.accept()
+
+
+def start_demo(window: MainWindow, sample: Path, pixels_per_second: float = 150) -> None:
+    """Load a sample digit, erase its bottom half and complete it in slow motion."""
+    window.open_image(sample)
+    drawing = window.canvas.drawing
+    before = drawing.snapshot()
+    drawing.known[drawing.known.shape[0] // 2:] = False
+    drawing.values[:, drawing.known.shape[0] // 2:] = 0
+    window.undo_stack.push(DrawingEdit(drawing, before, drawing.snapshot(), "Erase bottom half",
+                                       window.canvas.update))
+    window.options.set_pixels_per_second(pixels_per_second)
+    QTimer.singleShot(300, window.complete)

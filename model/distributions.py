@@ -71,3 +71,19 @@ def draw(probs: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
         return (probs[:, 0] <= uniforms).astype(np.int64)
     values = (probs.cumsum(axis=-1) <= uniforms[:, None]).sum(axis=-1)
     return np.minimum(values, probs.shape[-1] - 1)
+
+
+def pixel_surprise(model: ImageModel, image: np.ndarray, class_label=None) -> np.ndarray:
+    """-log p of each pixel's value given everything before it, in nats, summed over
+    channels: (H, W). One forward pass; the app shows it as a heatmap."""
+    x = torch.from_numpy(np.asarray(image)[None]).long()
+    labels = None if class_label is None else torch.tensor([class_label])
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        logits = model(x.to(device), None if labels is None else labels.to(device)).float()
+        if model.config.distribution == "bernoulli":
+            nats = F.binary_cross_entropy_with_logits(logits, x.to(device).float(),
+                                                      reduction="none")
+        else:
+            nats = F.cross_entropy(logits.transpose(1, 2), x.to(device), reduction="none")
+    return nats[0].sum(0).cpu().numpy()

@@ -17,7 +17,7 @@ DEFAULT_MODEL = "digits-ink"
 # trained one exists, so that speed is measured on the real thing.
 SHIPPED_CONFIG = ModelConfig(
     architecture="gated", channels=1, distribution="bernoulli", levels=2, height=28, width=28,
-    layers=8, hidden_channels=64, first_kernel_size=7, kernel_size=3, num_classes=10,
+    layers=10, hidden_channels=32, first_kernel_size=7, kernel_size=3, num_classes=10,
 )
 
 

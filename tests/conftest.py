@@ -29,6 +29,11 @@ def tiny_model(seed: int = 0, **overrides):
     return model.eval()
 
 
-@pytest.fixture
-def make_model():
-    return tiny_model
+@pytest.fixture(autouse=True)
+def private_settings(tmp_path_factory):
+    """Tests never read or write the user's real settings."""
+    from PySide6.QtCore import QSettings
+
+    folder = tmp_path_factory.mktemp("settings")
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(folder))

@@ -1,0 +1,525 @@
+"""The zoomed pixel canvas: shows a `Drawing` and lets the user draw, erase and undo on it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal, Slot
+from PySide6.QtGui import (
+    QColor,
+    QImage,
+    QKeyEvent,
+    QMouseEvent,
+    QPainter,
+    QPaintEvent,
+    QPen,
+    QUndoStack,
+)
+from PySide6.QtWidgets import QWidget
+
+from .document import Drawing, DrawingEdit, Snapshot
+
+TOOLS = ("pen", "eraser", "rect_erase", "erase_below")
+MIN_BRUSH, MAX_BRUSH = 1, 5
+
+BACKGROUND = QColor(45, 45, 48)
+UNKNOWN_TONES = np.array([[150, 150, 150], [105, 105, 105]], np.uint8)  # light, dark
+GRID_COLOUR = QColor(128, 128, 128, 90)
+CURSOR_COLOUR = QColor(0, 200, 255)
+PREVIEW_COLOUR = QColor(255, 190, 0)
+OVERLAY_MAX_ALPHA = 170  # a probability of 1 still lets the pixel underneath show
+
+
+def drawing_image(drawing: Drawing) -> QImage:
+    """The drawing at twice its resolution, so each pixel is 2x2 sub-squares: known pixels
+    fill all four with their colour, unknown ones show a two-tone checkerboard."""
+    levels = drawing.levels
+    to_gray = np.round(np.arange(levels) * 255 / (levels - 1)).astype(np.uint8)
+    rgb = to_gray[np.minimum(drawing.values, levels - 1)].transpose(1, 2, 0)
+    if drawing.channels == 1:
+        rgb = np.repeat(rgb, 3, axis=2)
+    doubled = np.repeat(np.repeat(rgb, 2, axis=0), 2, axis=1)
+    unknown = np.repeat(np.repeat(~drawing.known, 2, axis=0), 2, axis=1)
+    rows, cols = np.indices(unknown.shape)
+    checker = UNKNOWN_TONES[(rows + cols) % 2]
+    doubled[unknown] = checker[unknown]
+    return _rgb_image(np.ascontiguousarray(doubled), QImage.Format.Format_RGB888)
+
+
+def overlay_image(overlay: np.ndarray) -> QImage:
+    """A red layer whose opacity follows the overlay (0 transparent .. 1 strongest)."""
+    strength = np.clip(np.nan_to_num(overlay, nan=0.0), 0.0, 1.0)
+    rgba = np.zeros(overlay.shape + (4,), np.uint8)
+    rgba[..., 0] = 255
+    rgba[..., 3] = np.round(strength * OVERLAY_MAX_ALPHA).astype(np.uint8)
+    return _rgb_image(rgba, QImage.Format.Format_RGBA8888)
+
+
+def _rgb_image(pixels: np.ndarray, image_format: QImage.Format) -> QImage:
+    height, width, depth = pixels.shape
+    # copy(): the QImage must own its pixels, not borrow a buffer that is about to go away.
+    return QImage(pixels.tobytes(), width, height, width * depth, image_format).copy()
+
+
+def line_cells(start: tuple[int, int], end: tuple[int, int]) -> list[tuple[int, int]]:
+    """The cells of a Bresenham line from start to end (row, col), both included."""
+    (row, col), (end_row, end_col) = start, end
+    d_col, d_row = abs(end_col - col), -abs(end_row - row)
+    step_col = 1 if col < end_col else -1
+    step_row = 1 if row < end_row else -1
+    error = d_col + d_row
+    cells = [(row, col)]
+    while (row, col) != (end_row, end_col):
+        doubled = 2 * error
+        if doubled >= d_row:
+            error += d_row
+            col += step_col
+        if doubled <= d_col:
+            error += d_col
+            row += step_row
+        cells.append((row, col))
+    return cells
+
+
+@dataclass
+class _Stroke:
+    """What happens between one mouse press and its release."""
+
+    button: Qt.MouseButton
+    action: str  # "pen", "eraser" or "rect_erase"
+    before: Snapshot
+    start: tuple[int, int]  # cells may lie outside the image; painting clips them
+    last: tuple[int, int]
+
+
+class PixelCanvas(QWidget):
+    """A `Drawing` zoomed with crisp square pixels, and the tools that edit it.
+
+    Every finished stroke (press to release) or action is one `DrawingEdit` on `undo_stack`.
+    """
+
+    edited = Signal()  # the drawing's contents changed (live while a stroke goes on)
+    hovered = Signal(int, int)  # the cell under the mouse, (-1, -1) when off the image
+    brush_size_changed = Signal(int)
+
+    def __init__(self, undo_stack: QUndoStack, drawing: Drawing | None = None,
+                 parent: QWidget | None = None):
+        super().__init__(parent)
+        self.undo_stack = undo_stack
+        self._drawing = drawing if drawing is not None else Drawing(1, 28, 28, 2)
+        self._tool = "pen"
+        self._pen_value = self._drawing.levels - 1
+        self._brush_size = 1
+        self._grid_visible = False
+        self._read_only = False
+        self._cursor_cell: tuple[int, int] | None = None
+        self._overlay: np.ndarray | None = None
+        self._hover_cell: tuple[int, int] | None = None
+        self._stroke: _Stroke | None = None
+        self.setMouseTracking(True)  # hover feedback without a button held
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setCursor(Qt.CursorShape.CrossCursor)
+        self.setMinimumSize(140, 140)
+        undo_stack.indexChanged.connect(self._history_moved)
+
+    # The drawing
+
+    @property
+    def drawing(self) -> Drawing:
+        """The live drawing; change it in place and call update(), or use set_contents."""
+        return self._drawing
+
+    def set_drawing(self, drawing: Drawing) -> None:
+        """Show another drawing. Its history starts afresh: the undo stack is cleared, since
+        its steps belong to the old drawing."""
+        self._stroke = None
+        self._hover_cell = None  # it may not exist on the new drawing
+        levels_changed = drawing.levels != self._drawing.levels
+        shape_changed = drawing.known.shape != self._drawing.known.shape
+        self._drawing = drawing
+        self.undo_stack.clear()
+        if levels_changed:
+            self._pen_value = drawing.levels - 1
+        if shape_changed:
+            self._overlay = None
+            self._cursor_cell = None
+        self._contents_changed()
+
+    def set_contents(self, values, known, text: str) -> None:
+        """Replace the pixels of the current drawing as one undo step (same size)."""
+        self._commit_pending_stroke()
+        before = self._drawing.snapshot()
+        self._drawing.restore((values, known))
+        self._push_if_changed(before, text)
+
+    # Tool settings
+
+    @property
+    def tool(self) -> str:
+        return self._tool
+
+    def set_tool(self, name: str) -> None:
+        if name not in TOOLS:
+            raise ValueError(f"Unknown tool {name!r}; the tools are {', '.join(TOOLS)}.")
+        self._tool = name
+        self.update()
+
+    @property
+    def pen_value(self) -> int:
+        return self._pen_value
+
+    def set_pen_value(self, value: int) -> None:
+        if not 0 <= value < self._drawing.levels:
+            raise ValueError(f"Pen value must lie within 0..{self._drawing.levels - 1}.")
+        self._pen_value = int(value)
+
+    @property
+    def brush_size(self) -> int:
+        return self._brush_size
+
+    def set_brush_size(self, size: int) -> None:
+        """Clamped to 1..5."""
+        size = max(MIN_BRUSH, min(MAX_BRUSH, int(size)))
+        if size != self._brush_size:
+            self._brush_size = size
+            self.brush_size_changed.emit(size)
+            self.update()
+
+    @Slot()
+    def smaller_brush(self) -> None:
+        self.set_brush_size(self._brush_size - 1)
+
+    @Slot()
+    def larger_brush(self) -> None:
+        self.set_brush_size(self._brush_size + 1)
+
+    @property
+    def is_read_only(self) -> bool:
+        return self._read_only
+
+    def set_read_only(self, read_only: bool) -> None:
+        """While read-only (during a completion) no input edits the drawing; a stroke in
+        progress is finished first so that it is not lost."""
+        if read_only:
+            self._commit_pending_stroke()
+        self._read_only = read_only
+        self.update()
+
+    # Display settings
+
+    def set_grid_visible(self, visible: bool) -> None:
+        self._grid_visible = visible
+        self.update()
+
+    def set_cursor_position(self, row: int, col: int) -> None:
+        """Outline the pixel being completed."""
+        self._cursor_cell = (row, col)
+        self.update()
+
+    @Slot()
+    def clear_cursor_position(self) -> None:
+        self._cursor_cell = None
+        self.update()
+
+    def set_overlay(self, overlay: np.ndarray | None) -> None:
+        """A (H, W) map of values in [0, 1] shown as translucent red, or None for none."""
+        if overlay is not None:
+            overlay = np.asarray(overlay, float)
+            if overlay.shape != self._drawing.known.shape:
+                raise ValueError(f"Overlay of shape {overlay.shape} does not fit a "
+                                 f"{self._drawing.height}x{self._drawing.width} drawing.")
+        self._overlay = overlay
+        self.update()
+
+    # Whole-drawing actions, one undo step each
+
+    @Slot()
+    def clear(self) -> None:
+        """Everything known and 0: an empty canvas."""
+        self._edit_all("Clear", self._fill_all, True)
+
+    @Slot()
+    def erase_all(self) -> None:
+        """Everything unknown: the model will draw the whole picture."""
+        self._edit_all("Erase all", self._fill_all, False)
+
+    @Slot()
+    def invert(self) -> None:
+        """Known values v become levels-1-v; unknown pixels stay unknown."""
+        self._edit_all("Invert", self._invert_known)
+
+    def _fill_all(self, known: bool) -> None:
+        self._drawing.values.fill(0)
+        self._drawing.known.fill(known)
+
+    def _invert_known(self) -> None:
+        d = self._drawing
+        d.values[:, d.known] = d.levels - 1 - d.values[:, d.known]
+
+    def _edit_all(self, text: str, change, *args) -> None:
+        if self._read_only:
+            return
+        self._commit_pending_stroke()
+        before = self._drawing.snapshot()
+        change(*args)
+        self._push_if_changed(before, text)
+
+    # Geometry
+
+    def _layout(self) -> tuple[int, float, float]:
+        """The cell size (whole device-independent pixels, for crisp edges) and the top-left
+        corner of the centred image."""
+        rows, cols = self._drawing.known.shape
+        cell = max(1, min(self.width() // cols, self.height() // rows))
+        return cell, (self.width() - cols * cell) // 2, (self.height() - rows * cell) // 2
+
+    def _image_rect(self) -> QRectF:
+        cell, left, top = self._layout()
+        rows, cols = self._drawing.known.shape
+        return QRectF(left, top, cols * cell, rows * cell)
+
+    def _cell_under(self, point: QPointF) -> tuple[int, int]:
+        """The cell under a point, even off the image (so lines can run over the edge)."""
+        cell, left, top = self._layout()
+        return int(np.floor((point.y() - top) / cell)), int(np.floor((point.x() - left) / cell))
+
+    def _inside(self, cell: tuple[int, int]) -> bool:
+        rows, cols = self._drawing.known.shape
+        return 0 <= cell[0] < rows and 0 <= cell[1] < cols
+
+    def cell_at(self, point: QPointF) -> tuple[int, int] | None:
+        """The (row, col) of the image pixel under a widget point, or None off the image."""
+        cell = self._cell_under(QPointF(point))
+        return cell if self._inside(cell) else None
+
+    def cell_rect(self, row: int, col: int) -> QRectF:
+        """Where pixel (row, col) is drawn, in widget coordinates."""
+        cell, left, top = self._layout()
+        return QRectF(left + col * cell, top + row * cell, cell, cell)
+
+    def _cells_rect(self, first: tuple[int, int], last: tuple[int, int]) -> QRectF:
+        return self.cell_rect(*first).united(self.cell_rect(*last))
+
+    def sizeHint(self) -> QSize:
+        return QSize(560, 560)
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(140, 140)
+
+    # Painting
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        painter = QPainter(self)
+        # No smoothing: pixels stay sharp squares however far they are zoomed.
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, False)
+        painter.fillRect(self.rect(), BACKGROUND)
+        target = self._image_rect()
+        painter.drawImage(target, drawing_image(self._drawing))
+        if self._overlay is not None:
+            painter.drawImage(target, overlay_image(self._overlay))
+        if self._grid_visible:
+            self._paint_grid(painter)
+        preview = self._preview_rect()
+        if preview is not None:
+            painter.setPen(QPen(PREVIEW_COLOUR, 0, Qt.PenStyle.DashLine))
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawRect(preview.adjusted(0, 0, -1, -1))
+        if self._cursor_cell is not None and self._inside(self._cursor_cell):
+            painter.setPen(QPen(CURSOR_COLOUR, 2))
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawRect(self.cell_rect(*self._cursor_cell).adjusted(1, 1, -1, -1))
+        painter.end()
+
+    def _paint_grid(self, painter: QPainter) -> None:
+        cell, left, top = self._layout()
+        if cell < 4:
+            return  # the lines would hide the pixels
+        rows, cols = self._drawing.known.shape
+        painter.setPen(QPen(GRID_COLOUR, 0))  # cosmetic: one device pixel at any scale
+        for col in range(1, cols):
+            x = left + col * cell
+            painter.drawLine(QPointF(x, top), QPointF(x, top + rows * cell))
+        for row in range(1, rows):
+            y = top + row * cell
+            painter.drawLine(QPointF(left, y), QPointF(left + cols * cell, y))
+
+    def _preview_rect(self) -> QRectF | None:
+        """The outline of what a click or the current drag would change."""
+        rows, cols = self._drawing.known.shape
+        if self._stroke is not None and self._stroke.action == "rect_erase":
+            first, last = self._clipped_rect(self._stroke.start, self._stroke.last)
+            return None if first is None else self._cells_rect(first, last)
+        if self._read_only or self._hover_cell is None or self._stroke is not None:
+            return None
+        row, col = self._hover_cell
+        if self._tool == "erase_below":
+            return self._cells_rect((row, 0), (rows - 1, cols - 1))
+        if self._tool in ("pen", "eraser"):
+            first, last = self._clipped_rect(*self._brush_corners(row, col))
+            return None if first is None else self._cells_rect(first, last)
+        return None
+
+    # Editing the pixels
+
+    def _brush_corners(self, row: int, col: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """A square brush centred on the cell (even sizes reach one further down-right)."""
+        back = (self._brush_size - 1) // 2
+        forward = self._brush_size - 1 - back
+        return (row - back, col - back), (row + forward, col + forward)
+
+    def _clipped_rect(self, a: tuple[int, int], b: tuple[int, int]):
+        """The corners of the cell rectangle spanned by a and b, clipped to the image, or
+        (None, None) when none of it lies on the image."""
+        rows, cols = self._drawing.known.shape
+        top, bottom = max(min(a[0], b[0]), 0), min(max(a[0], b[0]), rows - 1)
+        left, right = max(min(a[1], b[1]), 0), min(max(a[1], b[1]), cols - 1)
+        if top > bottom or left > right:
+            return None, None
+        return (top, left), (bottom, right)
+
+    def _set_cells(self, first, last, known: bool, value: int) -> bool:
+        """Set a clipped rectangle of cells; True if any pixel changed."""
+        first, last = self._clipped_rect(first, last)
+        if first is None:
+            return False
+        rows = slice(first[0], last[0] + 1)
+        cols = slice(first[1], last[1] + 1)
+        values, known_mask = self._drawing.values[:, rows, cols], self._drawing.known[rows, cols]
+        if (values == value).all() and (known_mask == known).all():
+            return False
+        values[...] = value
+        known_mask[...] = known
+        return True
+
+    def _paint_line(self, start: tuple[int, int], end: tuple[int, int], action: str) -> bool:
+        erase = action == "eraser"
+        value = 0 if erase else self._pen_value
+        changed = False
+        for row, col in line_cells(start, end):
+            first, last = self._brush_corners(row, col)
+            changed |= self._set_cells(first, last, not erase, value)
+        return changed
+
+    # Strokes
+
+    def _begin_stroke(self, event: QMouseEvent) -> None:
+        cell = self._cell_under(event.position())
+        button = event.button()
+        if button == Qt.MouseButton.RightButton:
+            action = "eraser"  # the right button erases whatever the tool
+        elif button == Qt.MouseButton.LeftButton:
+            action = self._tool
+        else:
+            return
+        if action == "erase_below":
+            if self._inside(cell):
+                before = self._drawing.snapshot()
+                rows, cols = self._drawing.known.shape
+                self._set_cells((cell[0], 0), (rows - 1, cols - 1), False, 0)
+                self._push_if_changed(before, "Erase below")
+            return
+        self._stroke = _Stroke(button, action, self._drawing.snapshot(), cell, cell)
+        if action == "rect_erase":
+            self.update()
+        elif self._paint_line(cell, cell, action):
+            self._contents_changed()
+
+    def _continue_stroke(self, event: QMouseEvent) -> None:
+        stroke = self._stroke
+        cell = self._cell_under(event.position())
+        if cell == stroke.last:
+            return
+        if stroke.action == "rect_erase":
+            stroke.last = cell
+            self.update()
+            return
+        if event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
+            # A straight line from the press point: replace whatever this stroke drew so far.
+            self._drawing.restore(stroke.before)
+            self._paint_line(stroke.start, cell, stroke.action)
+            changed = True
+        else:
+            changed = self._paint_line(stroke.last, cell, stroke.action)  # no gaps when fast
+        stroke.last = cell
+        if changed:
+            self._contents_changed()
+
+    def _finish_stroke(self) -> None:
+        stroke, self._stroke = self._stroke, None
+        if stroke.action == "rect_erase":
+            self._set_cells(stroke.start, stroke.last, False, 0)
+            self._push_if_changed(stroke.before, "Erase rectangle")
+        else:
+            self._push_if_changed(stroke.before, "Draw" if stroke.action == "pen" else "Erase")
+        self.update()
+
+    def _commit_pending_stroke(self) -> None:
+        """Finish a stroke in progress as its own undo step before another change."""
+        if self._stroke is not None:
+            self._finish_stroke()
+
+    def _cancel_stroke(self) -> None:
+        stroke, self._stroke = self._stroke, None
+        if not self._drawing.same_as(stroke.before):
+            self._drawing.restore(stroke.before)
+            self._contents_changed()
+        self.update()
+
+    @Slot()
+    def _history_moved(self) -> None:
+        # Our own pushes come after the stroke has ended, so this is an undo or redo during a
+        # stroke: it restored a whole snapshot, the stroke's pixels included. Drop the stroke.
+        self._stroke = None
+
+    def _push_if_changed(self, before: Snapshot, text: str) -> None:
+        if self._drawing.same_as(before):
+            return
+        edit = DrawingEdit(self._drawing, before, self._drawing.snapshot(), text,
+                           on_change=self._contents_changed)
+        self.undo_stack.push(edit)  # its first redo() changes nothing and emits edited
+
+    def _contents_changed(self) -> None:
+        self.update()
+        self.edited.emit()
+
+    # Input
+
+    def _set_hover(self, cell: tuple[int, int] | None) -> None:
+        if cell != self._hover_cell:
+            self._hover_cell = cell
+            self.hovered.emit(*(cell if cell is not None else (-1, -1)))
+            self.update()
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        event.accept()
+        if not self._read_only and self._stroke is None:
+            self._begin_stroke(event)
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
+        event.accept()
+        self._set_hover(self.cell_at(event.position()))
+        if self._stroke is not None:
+            self._continue_stroke(event)
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        event.accept()
+        if self._stroke is not None and event.button() == self._stroke.button:
+            self._continue_stroke(event)
+            self._finish_stroke()
+
+    def leaveEvent(self, event) -> None:
+        self._set_hover(None)
+        super().leaveEvent(event)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        # By text first: on some layouts the brackets are not the Key_Bracket keys.
+        if event.text() == "[" or event.key() == Qt.Key.Key_BracketLeft:
+            self.smaller_brush()
+        elif event.text() == "]" or event.key() == Qt.Key.Key_BracketRight:
+            self.larger_brush()
+        elif event.key() == Qt.Key.Key_Escape and self._stroke is not None:
+            self._cancel_stroke()
+        else:
+            super().keyPressEvent(event)

@@ -1,0 +1,162 @@
+"""The options side panel: model, class, temperature, seed, candidates, speed."""
+
+from __future__ import annotations
+
+import math
+
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QLabel,
+    QSlider,
+    QSpinBox,
+    QWidget,
+)
+
+OPEN_MODEL = "Open model…"
+MAX_SPEED = 1000  # pixels per second at the slow end of "instant"
+
+
+class OptionsPanel(QWidget):
+    """Every completion setting in one form. Emits `changed` on any edit and
+    `model_requested(str)` when another model is chosen (a bundled name or OPEN_MODEL)."""
+
+    changed = Signal()
+    model_requested = Signal(str)
+
+    def __init__(self, model_names: list[str], parent=None):
+        super().__init__(parent)
+        form = QFormLayout(self)
+        self.model_box = QComboBox()
+        self.model_box.addItems(model_names + [OPEN_MODEL])
+        self.model_box.setToolTip("The PixelCNN that completes the drawing")
+        self.model_box.activated.connect(self._model_activated)
+        form.addRow("Model", self.model_box)
+
+        self.class_box = QComboBox()
+        self.class_box.addItem("Any", None)
+        self.class_box.setToolTip("Ask a class-conditional model for one digit")
+        form.addRow("Class", self.class_box)
+
+        self.temperature_box = QDoubleSpinBox()
+        self.temperature_box.setRange(0.0, 3.0)
+        self.temperature_box.setSingleStep(0.05)
+        self.temperature_box.setValue(1.0)
+        self.temperature_box.setToolTip("0 takes the most likely value; above 1 is wilder")
+        form.addRow("Temperature", self.temperature_box)
+
+        self.fixed_seed_box = QCheckBox("Fixed")
+        self.seed_box = QSpinBox()
+        self.seed_box.setRange(0, 2**31 - 1)
+        self.seed_box.setEnabled(False)
+        self.fixed_seed_box.toggled.connect(self.seed_box.setEnabled)
+        form.addRow("Seed", self.fixed_seed_box)
+        form.addRow("", self.seed_box)
+
+        self.candidates_box = QSpinBox()
+        self.candidates_box.setRange(1, 9)
+        self.candidates_box.setToolTip("Sample several completions side by side")
+        form.addRow("Candidates", self.candidates_box)
+
+        self.speed_slider = QSlider(Qt.Orientation.Horizontal)
+        self.speed_slider.setRange(0, 100)  # logarithmic: 1 .. 1000 px/s, 100 = instant
+        self.speed_slider.setValue(100)
+        self.speed_label = QLabel()
+        self.speed_slider.valueChanged.connect(self._show_speed)
+        form.addRow("Speed", self.speed_slider)
+        form.addRow("", self.speed_label)
+
+        self.sampler_box = QComboBox()
+        self.sampler_box.addItems(["fast", "reference"])
+        self.sampler_box.setToolTip("The reference sampler re-runs the whole network per pixel")
+        form.addRow("Sampler", self.sampler_box)
+
+        self.pen_box = QSpinBox()
+        self.pen_box.setToolTip("Pen intensity (grayscale models)")
+        form.addRow("Pen level", self.pen_box)
+
+        for signal in (self.class_box.currentIndexChanged, self.temperature_box.valueChanged,
+                       self.fixed_seed_box.toggled, self.seed_box.valueChanged,
+                       self.candidates_box.valueChanged, self.speed_slider.valueChanged,
+                       self.sampler_box.currentIndexChanged, self.pen_box.valueChanged):
+            signal.connect(self.changed)
+        self._show_speed()
+
+    def set_model(self, name: str, num_classes: int, levels: int) -> None:
+        """Show `name` as the current model and offer its classes and levels."""
+        if self.model_box.findText(name) < 0:
+            self.model_box.insertItem(self.model_box.count() - 1, name)
+        self.model_box.setCurrentText(name)
+        self.class_box.blockSignals(True)
+        self.class_box.clear()
+        self.class_box.addItem("Any", None)
+        for label in range(num_classes):
+            self.class_box.addItem(str(label), label)
+        self.class_box.setEnabled(num_classes > 0)
+        self.class_box.blockSignals(False)
+        self.pen_box.setRange(1, levels - 1)
+        self.pen_box.setValue(levels - 1)
+        self.pen_box.setEnabled(levels > 2)
+
+    @Slot(int)
+    def _model_activated(self, index: int) -> None:
+        self.model_requested.emit(self.model_box.itemText(index))
+
+    @property
+    def class_label(self) -> int | None:
+        return self.class_box.currentData()
+
+    @property
+    def temperature(self) -> float:
+        return self.temperature_box.value()
+
+    @property
+    def seed(self) -> int | None:
+        return self.seed_box.value() if self.fixed_seed_box.isChecked() else None
+
+    @property
+    def candidates(self) -> int:
+        return self.candidates_box.value()
+
+    @property
+    def pixels_per_second(self) -> float:
+        """0 means as fast as the sampler goes."""
+        value = self.speed_slider.value()
+        return 0.0 if value >= 100 else round(10 ** (3 * value / 99), 1)
+
+    def set_pixels_per_second(self, speed: float) -> None:
+        value = 100 if speed <= 0 else round(99 * math.log10(max(1.0, speed)) / 3)
+        self.speed_slider.setValue(min(99, value) if speed > 0 else 100)
+
+    @property
+    def sampler(self) -> str:
+        return self.sampler_box.currentText()
+
+    @property
+    def pen_level(self) -> int:
+        return self.pen_box.value()
+
+    @Slot()
+    def _show_speed(self) -> None:
+        speed = self.pixels_per_second
+        self.speed_label.setText("instant" if speed == 0 else f"{speed:g} pixels/s")
+
+    def state(self) -> dict:
+        """What QSettings keeps between runs."""
+        return {"temperature": self.temperature, "fixed_seed": self.fixed_seed_box.isChecked(),
+                "seed": self.seed_box.value(), "candidates": self.candidates,
+                "speed": self.speed_slider.value(), "sampler": self.sampler}
+
+    def restore_state(self, state: dict) -> None:
+        try:
+            self.temperature_box.setValue(float(state.get("temperature", 1.0)))
+            self.fixed_seed_box.setChecked(str(state.get("fixed_seed")).lower() == "true")
+            self.seed_box.setValue(int(state.get("seed", 0)))
+            self.candidates_box.setValue(int(state.get("candidates", 1)))
+            self.speed_slider.setValue(int(state.get("speed", 100)))
+            self.sampler_box.setCurrentText(str(state.get("sampler", "fast")))
+        except (TypeError, ValueError):
+            pass  # settings from another version: keep the defaults

@@ -1,0 +1,404 @@
+"""Completion in a background thread, so the window stays responsive while a model samples.
+
+The pattern is the one of superqt and napari: a `CompletionWorker` (a QObject) is moved to a
+QThread and its `run` slot does the work; the GUI-side `CompletionRunner` owns both, starts
+and stops them, and turns the worker's output into signals for the widgets.
+
+The worker never emits a signal per pixel: a fast sampler produces thousands of samples a
+second and one queued signal each would flood the event loop. It appends samples to a
+locked buffer instead, and the runner drains that buffer about 60 times a second and
+emits them in batches.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+import numpy as np
+import torch
+from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, QTimer, Signal, Slot
+
+from model import complete
+
+DRAIN_INTERVAL_MS = 16  # about 60 Hz, the rate a screen can show anyway
+SPEED_WINDOW_S = 1.0  # measured speed is the average over about this long
+
+
+def describe_device(device: torch.device) -> str:
+    """A short name for the status bar: "CPU", "CUDA", "MPS"."""
+    return device.type.upper()
+
+
+def failure_message(error: BaseException) -> str:
+    """What went wrong, in a sentence a user can act on."""
+    detail = str(error) or type(error).__name__
+    if isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in detail.lower():
+        return ("Completion failed: the device ran out of memory. Try fewer candidates or "
+                f"run on the CPU. ({detail})")
+    return f"Completion failed: {detail}"
+
+
+class CompletionWorker(QObject):
+    """Runs one completion in whatever thread it lives in, buffering the samples.
+
+    A run ends with exactly one of `finished` or `failed`. `started` is emitted once the
+    completion is built, so `device_name` and `seed` are known from then on.
+    """
+
+    started = Signal()
+    finished = Signal(bool)  # stopped: True when stopped on request before the end
+    failed = Signal(str)
+
+    def __init__(self, model, image, known, *, sampler: str = "fast", candidates: int = 1,
+                 temperature: float = 1.0, seed: int | None = None, class_label=None,
+                 device=None, pixels_per_second: float | None = None):
+        super().__init__()
+        self._model = model
+        self._image = image
+        self._known = known
+        self._options = dict(sampler=sampler, candidates=candidates, temperature=temperature,
+                             seed=seed, class_label=class_label, device=device)
+        self._samples_per_pixel = model.config.channels * candidates
+        self._buffer: deque = deque()
+        self._buffer_lock = threading.Lock()
+        # One condition guards the speed and the stop flag, so a pacing pause wakes up at
+        # once when either changes.
+        self._pacing = threading.Condition()
+        self._pixels_per_second = pixels_per_second or 0.0
+        self._stop_requested = False
+        self.device_name: str | None = None
+        self.seed: int | None = seed
+        # ("finished", stopped) or ("failed", message) once the run has ended.
+        self.outcome: tuple[str, bool | str] | None = None
+
+    # Called from any thread.
+
+    @property
+    def pixels_per_second(self) -> float:
+        """The requested pace; 0 means as fast as possible."""
+        with self._pacing:
+            return self._pixels_per_second
+
+    def set_speed(self, pixels_per_second: float | None) -> None:
+        """Change the pace, also while running; 0 or None means as fast as possible."""
+        if pixels_per_second is not None and pixels_per_second < 0:
+            raise ValueError(f"Speed must be 0 or more pixels per second, not {pixels_per_second}.")
+        with self._pacing:
+            self._pixels_per_second = pixels_per_second or 0.0
+            self._pacing.notify_all()
+
+    def request_stop(self) -> None:
+        """Ask the run to stop after the current pixel; returns at once.
+
+        A plain method, not a slot: the worker's thread is busy in `run`, so a queued call
+        would only arrive after the run had ended anyway.
+        """
+        with self._pacing:
+            self._stop_requested = True
+            self._pacing.notify_all()
+
+    def is_stop_requested(self) -> bool:
+        with self._pacing:
+            return self._stop_requested
+
+    def take_samples(self) -> list:
+        """Everything sampled since the last call, oldest first."""
+        with self._buffer_lock:
+            samples = list(self._buffer)
+            self._buffer.clear()
+        return samples
+
+    # Runs in the worker's thread.
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            outcome = ("finished", self._complete())
+        except Exception as error:  # anything at all must reach the GUI, not kill the thread
+            self._release_device_memory(error)
+            outcome = ("failed", failure_message(error))
+        self._end(*outcome)
+
+    def _complete(self) -> bool:
+        """Build the completion and sample it; True when it stopped on request."""
+        if self.is_stop_requested():  # stopped before it began (e.g. a quick shutdown)
+            return True
+        completion = complete(self._model, self._image, self._known, **self._options)
+        try:
+            self.device_name = describe_device(completion.device)
+            self.seed = completion.seed
+            self.started.emit()
+            return self._sample_all(completion)
+        finally:
+            completion.close()  # frees the sampler's caches now rather than at collection
+
+    def _sample_all(self, completion) -> bool:
+        """Iterate the completion, pacing it; True when it stopped on request."""
+        total = completion.total
+        done = 0
+        pixel_started = time.monotonic()
+        for sample in completion:
+            with self._buffer_lock:
+                self._buffer.append(sample)
+            done += 1
+            if done % self._samples_per_pixel:
+                continue  # a pixel is all candidates and channels of one position
+            if done < total:
+                self._pause_after_pixel(pixel_started)
+                pixel_started = time.monotonic()
+            if self.is_stop_requested():
+                return done < total
+        return False
+
+    def _pause_after_pixel(self, pixel_started: float) -> None:
+        """Wait until the pixel has taken 1/speed seconds, waking early on stop or speed."""
+        with self._pacing:
+            while not self._stop_requested and self._pixels_per_second > 0:
+                remaining = pixel_started + 1.0 / self._pixels_per_second - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._pacing.wait(remaining)
+
+    @staticmethod
+    def _release_device_memory(error: Exception) -> None:
+        # After an out-of-memory error the cached blocks only get in the next run's way.
+        if isinstance(error, torch.cuda.OutOfMemoryError) and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def _end(self, kind: str, result) -> None:
+        self.outcome = (kind, result)  # set first: the runner may read it before the signal
+        if kind == "failed":
+            self.failed.emit(result)
+        else:
+            self.finished.emit(result)
+
+
+class CompletionRunner(QObject):
+    """The GUI-side owner of a background completion: one run at a time.
+
+    `progressed` carries a list of `PixelSample`s in raster order; every run ends with one
+    `finished(stopped)` or one `failed(message)`, after the last `progressed`.
+    """
+
+    started = Signal()
+    progressed = Signal(object)  # list[PixelSample]
+    finished = Signal(bool)
+    failed = Signal(str)
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self._worker: CompletionWorker | None = None
+        self._worker_thread: QThread | None = None
+        self._images: np.ndarray | None = None
+        self._done = 0
+        self._total = 0
+        self._samples_per_pixel = 1
+        self._speed = 0.0
+        self._device_name: str | None = None
+        self._seed: int | None = None
+        self._progress_marks: deque = deque()  # (time, pixels done) at recent drains
+        self._drain_timer = QTimer(self)
+        self._drain_timer.setInterval(DRAIN_INTERVAL_MS)
+        self._drain_timer.timeout.connect(self._drain)
+        application = QCoreApplication.instance()
+        if application is not None:
+            # A safety net: a QThread destroyed while running aborts the whole program.
+            application.aboutToQuit.connect(self._shut_down_on_quit)
+
+    # Starting and stopping.
+
+    def start(self, model, image, known, *, sampler: str = "fast", candidates: int = 1,
+              temperature: float = 1.0, seed: int | None = None, class_label=None,
+              device=None, pixels_per_second: float | None = None) -> None:
+        """Start completing the unknown pixels in the background.
+
+        `pixels_per_second` paces it (0: as fast as possible); None keeps the speed last
+        given to `set_speed`. Problems with the model or options arrive as `failed`.
+        """
+        if self.is_running():
+            raise RuntimeError("A completion is already running; stop it before starting "
+                               "another.")
+        if pixels_per_second is not None:
+            self.set_speed(pixels_per_second)
+        self._reset_progress(model, image, known, candidates)
+        self._seed = seed
+        worker = CompletionWorker(model, image, known, sampler=sampler, candidates=candidates,
+                                  temperature=temperature, seed=seed, class_label=class_label,
+                                  device=device, pixels_per_second=self._speed)
+        worker_thread = QThread()
+        worker_thread.setObjectName("completion")
+        worker.moveToThread(worker_thread)
+        worker_thread.started.connect(worker.run)
+        # Direct: quit from the worker's thread itself, so `shutdown` can wait without
+        # needing the GUI's event loop to deliver the quit.
+        worker.finished.connect(worker_thread.quit, Qt.ConnectionType.DirectConnection)
+        worker.failed.connect(worker_thread.quit, Qt.ConnectionType.DirectConnection)
+        worker.started.connect(self._on_worker_started)
+        worker.finished.connect(self._on_worker_ended)
+        worker.failed.connect(self._on_worker_ended)
+        self._worker, self._worker_thread = worker, worker_thread
+        self._drain_timer.start()
+        worker_thread.start()
+
+    def is_running(self) -> bool:
+        return self._worker is not None
+
+    @Slot()
+    def stop(self) -> None:
+        """Ask the run to stop after the current pixel; `finished(True)` follows."""
+        if self._worker is not None:
+            self._worker.request_stop()
+
+    def shutdown(self, timeout_ms: int = 5000) -> bool:
+        """Stop and wait for the thread to end (for closeEvent); True when it has ended.
+
+        The last samples are still delivered and `finished` or `failed` is emitted.
+        """
+        if self._worker is None:
+            return True
+        self._worker.request_stop()
+        self._worker_thread.quit()
+        if not self._worker_thread.wait(timeout_ms):
+            # Still inside one long model call: keep both objects alive until it returns,
+            # since destroying a running QThread aborts the program.
+            if (self._worker, self._worker_thread) not in _unfinished:
+                _unfinished.append((self._worker, self._worker_thread))
+            return False
+        self._end_run()
+        return True
+
+    def set_speed(self, pixels_per_second: float | None) -> None:
+        """Change the pace (0 or None: as fast as possible), also while running."""
+        if pixels_per_second is not None and pixels_per_second < 0:
+            raise ValueError(f"Speed must be 0 or more pixels per second, not {pixels_per_second}.")
+        self._speed = pixels_per_second or 0.0
+        if self._worker is not None:
+            self._worker.set_speed(self._speed)
+
+    # What the GUI reads.
+
+    @property
+    def speed(self) -> float:
+        """The requested pace in pixels per second; 0 means as fast as possible."""
+        return self._speed
+
+    @property
+    def images(self) -> np.ndarray | None:
+        """(candidates, C, H, W) uint8: a copy of the images with every sample delivered."""
+        return None if self._images is None else self._images.copy()
+
+    @property
+    def done(self) -> int:
+        """Samples delivered through `progressed` so far in this run."""
+        return self._done
+
+    @property
+    def total(self) -> int:
+        """Samples the whole run yields (unknown pixels x channels x candidates)."""
+        return self._total
+
+    @property
+    def measured_pixels_per_second(self) -> float:
+        """Pixels (all candidates and channels of one position) per second, recently."""
+        if len(self._progress_marks) < 2:
+            return 0.0
+        (t0, p0), (t1, p1) = self._progress_marks[0], self._progress_marks[-1]
+        return (p1 - p0) / (t1 - t0) if t1 > t0 else 0.0
+
+    @property
+    def device_name(self) -> str | None:
+        return self._device_name
+
+    @property
+    def seed(self) -> int | None:
+        """The seed of the current or last run, once known; reuse it to repeat the run."""
+        return self._seed
+
+    @property
+    def worker(self) -> CompletionWorker | None:
+        return self._worker
+
+    @property
+    def worker_thread(self) -> QThread | None:
+        return self._worker_thread
+
+    # Internals.
+
+    def _reset_progress(self, model, image, known, candidates: int) -> None:
+        config = model.config
+        image = np.asarray(image, np.uint8)
+        if image.ndim == 2:
+            image = image[None]
+        known = np.asarray(known, bool)
+        size = (config.height, config.width)
+        if image.shape != (config.channels, *size) or known.shape != size:
+            raise ValueError(
+                f"An image of shape {image.shape} with a known-pixel mask of shape "
+                f"{known.shape} does not fit a model for {config.channels}x{config.height}x"
+                f"{config.width} images.")
+        # The same starting point as the sampler's: known pixels kept, the rest 0.
+        start = np.where(known[None], image, 0).astype(np.uint8)
+        self._images = np.repeat(start[None], candidates, axis=0)
+        self._samples_per_pixel = config.channels * candidates
+        self._total = int((~known).sum()) * self._samples_per_pixel
+        self._done = 0
+        self._device_name = None
+        self._progress_marks.clear()
+
+    @Slot()
+    def _shut_down_on_quit(self) -> None:
+        self.shutdown()
+
+    @Slot()
+    def _on_worker_started(self) -> None:
+        if self._worker is not None:
+            self._device_name = self._worker.device_name
+            self._seed = self._worker.seed
+            self.started.emit()
+
+    @Slot()
+    def _on_worker_ended(self) -> None:
+        # Queued, so it may arrive after `shutdown` ended the run, or (stale) during a
+        # newer one: act only when the current worker has really ended.
+        if self._worker is not None and self._worker.outcome is not None:
+            self._worker_thread.wait()  # quit was already called; this is only the exit
+            self._end_run()
+
+    @Slot()
+    def _drain(self) -> None:
+        if self._worker is None:
+            return
+        samples = self._worker.take_samples()
+        if not samples:
+            return
+        for sample in samples:
+            self._images[sample.candidate, sample.channel, sample.row, sample.col] = sample.value
+        self._done += len(samples)
+        self._mark_progress()
+        self.progressed.emit(samples)
+
+    def _mark_progress(self) -> None:
+        now = time.monotonic()
+        self._progress_marks.append((now, self._done // self._samples_per_pixel))
+        while len(self._progress_marks) > 2 and now - self._progress_marks[0][0] > SPEED_WINDOW_S:
+            self._progress_marks.popleft()
+
+    def _end_run(self) -> None:
+        """The thread has ended: deliver the last samples, let go of it, and say how."""
+        self._drain()
+        self._drain_timer.stop()
+        worker = self._worker
+        self._device_name = worker.device_name or self._device_name
+        self._seed = worker.seed if worker.seed is not None else self._seed
+        self._worker = self._worker_thread = None
+        kind, result = worker.outcome or ("finished", True)
+        if kind == "failed":
+            self.failed.emit(result)
+        else:
+            self.finished.emit(result)
+
+
+# Threads that outlived a shutdown's wait, kept referenced until the program ends.
+_unfinished: list[tuple[CompletionWorker, QThread]] = []

@@ -1,0 +1,243 @@
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import gui.worker
+from conftest import tiny_model
+from gui.worker import CompletionRunner, CompletionWorker
+from model import complete
+
+HEIGHT, WIDTH = 6, 7  # tiny_model's image size
+
+
+def top_rows_known(rows: int) -> np.ndarray:
+    known = np.zeros((HEIGHT, WIDTH), bool)
+    known[:rows] = True
+    return known
+
+
+def half_digit() -> np.ndarray:
+    image = np.zeros((1, HEIGHT, WIDTH), np.uint8)
+    image[0, :3, 3] = 1
+    return image
+
+
+class Recorder:
+    """Collects what a runner emits."""
+
+    def __init__(self, runner: CompletionRunner):
+        self.batches: list[list] = []
+        self.ended: list[tuple] = []
+        runner.progressed.connect(self.batches.append)
+        runner.finished.connect(lambda stopped: self.ended.append(("finished", stopped)))
+        runner.failed.connect(lambda message: self.ended.append(("failed", message)))
+
+    @property
+    def samples(self) -> list:
+        return [sample for batch in self.batches for sample in batch]
+
+
+@pytest.fixture
+def runner(qtbot):
+    runner = CompletionRunner()
+    yield runner
+    runner.shutdown()
+
+
+def test_runner_completes_the_unknown_pixels_in_raster_order_in_batches(qtbot, runner):
+    model, known = tiny_model(), top_rows_known(3)
+    recorder = Recorder(runner)
+    with qtbot.waitSignal(runner.finished, timeout=20_000) as finished:
+        runner.start(model, half_digit(), known, candidates=2, seed=7)
+        assert runner.is_running()
+    assert finished.args == [False]
+    assert not runner.is_running()
+
+    expected = [(k, row, col, 0) for row, col in zip(*np.nonzero(~known), strict=True)
+                for k in range(2)]
+    assert [(s.candidate, s.row, s.col, s.channel) for s in recorder.samples] == expected
+    assert runner.done == runner.total == len(expected)
+    assert len(recorder.batches) < len(recorder.samples)
+    assert recorder.ended == [("finished", False)]
+
+    reference = complete(model, half_digit(), known, candidates=2, seed=7).run()
+    np.testing.assert_array_equal(runner.images, reference)
+    assert [s.value for s in recorder.samples] == [
+        reference[k, c, r, col] for k, r, col, c in expected]
+    assert runner.device_name == "CPU" and runner.seed == 7
+
+
+def test_sampling_happens_outside_the_gui_thread(qtbot, runner, monkeypatch):
+    threads = []
+
+    def recording_complete(*args, **kwargs):
+        threads.append(threading.current_thread())
+        return complete(*args, **kwargs)
+
+    monkeypatch.setattr(gui.worker, "complete", recording_complete)
+    with qtbot.waitSignal(runner.finished, timeout=20_000):
+        runner.start(tiny_model(), half_digit(), top_rows_known(3))
+    assert threads and threads[0] is not threading.main_thread()
+
+
+def test_an_image_of_the_wrong_size_is_refused_at_once(runner):
+    with pytest.raises(ValueError, match="does not fit a model for 1x6x7 images"):
+        runner.start(tiny_model(), np.zeros((1, 5, 5), np.uint8), np.zeros((5, 5), bool))
+    assert not runner.is_running()
+
+
+def test_starting_while_running_is_refused(qtbot, runner):
+    runner.start(tiny_model(), half_digit(), top_rows_known(0), pixels_per_second=20)
+    with pytest.raises(RuntimeError, match="already running"):
+        runner.start(tiny_model(), half_digit(), top_rows_known(0))
+    with qtbot.waitSignal(runner.finished, timeout=5_000):
+        runner.stop()
+
+
+def test_stopping_mid_run_keeps_a_prefix_of_the_samples(qtbot, runner):
+    model, known = tiny_model(), top_rows_known(0)
+    recorder = Recorder(runner)
+    with qtbot.waitSignal(runner.started, timeout=20_000):
+        runner.start(model, half_digit(), known, pixels_per_second=50, seed=3)
+    qtbot.waitUntil(lambda: runner.done >= 3, timeout=5_000)
+    with qtbot.waitSignal(runner.finished, timeout=5_000) as finished:
+        runner.stop()
+    assert finished.args == [True]
+    assert recorder.ended == [("finished", True)]
+
+    full = list(complete(model, half_digit(), known, seed=3))
+    kept = recorder.samples
+    assert 3 <= len(kept) < len(full)
+    assert [(s.row, s.col, s.value) for s in kept] == [
+        (s.row, s.col, s.value) for s in full[:len(kept)]]
+    assert runner.done == len(kept) < runner.total
+    # The images hold exactly the kept samples; the rest is still unknown (0).
+    images = runner.images
+    for sample in full[len(kept):]:
+        assert images[0, 0, sample.row, sample.col] == 0
+
+
+def test_shutdown_while_running_returns_promptly_and_ends_the_thread(qtbot, runner):
+    with qtbot.waitSignal(runner.started, timeout=20_000):
+        runner.start(tiny_model(), half_digit(), top_rows_known(0), pixels_per_second=2)
+    worker_thread = runner.worker_thread
+    began = time.monotonic()
+    assert runner.shutdown(timeout_ms=5000)
+    assert time.monotonic() - began < 2.0
+    assert worker_thread.isFinished()
+    assert not runner.is_running()
+    assert runner.shutdown()  # nothing left to stop
+
+
+def test_shutdown_right_after_start_ends_the_thread(qtbot, runner):
+    runner.start(tiny_model(), half_digit(), top_rows_known(0))
+    worker_thread = runner.worker_thread
+    assert runner.shutdown()
+    assert worker_thread.isFinished()
+
+
+def test_an_error_in_the_model_reaches_failed_with_its_message(qtbot, runner, monkeypatch):
+    model = tiny_model()
+
+    def broken_forward(*args, **kwargs):
+        raise RuntimeError("the weights are on fire")
+
+    monkeypatch.setattr(model, "forward", broken_forward)
+    recorder = Recorder(runner)
+    with qtbot.waitSignal(runner.failed, timeout=20_000) as failed:
+        runner.start(model, half_digit(), top_rows_known(3), sampler="reference")
+    assert failed.args == ["Completion failed: the weights are on fire"]
+    assert recorder.ended == [("failed", "Completion failed: the weights are on fire")]
+    assert not runner.is_running()
+
+
+def test_running_out_of_device_memory_is_reported_clearly(qtbot, runner, monkeypatch):
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(gui.worker, "complete", out_of_memory)
+    with qtbot.waitSignal(runner.failed, timeout=5_000) as failed:
+        runner.start(tiny_model(), half_digit(), top_rows_known(3))
+    message = failed.args[0]
+    assert message.startswith("Completion failed: the device ran out of memory")
+    assert "Tried to allocate 2.00 GiB" in message
+
+
+def test_invalid_options_fail_with_the_samplers_message(qtbot, runner):
+    with qtbot.waitSignal(runner.failed, timeout=5_000) as failed:
+        runner.start(tiny_model(), half_digit(), top_rows_known(3), class_label=4)
+    assert "Class 4 is not available" in failed.args[0]
+
+
+def timed_run(qtbot, runner, pixels_per_second) -> float:
+    began = time.monotonic()
+    with qtbot.waitSignal(runner.finished, timeout=20_000):
+        runner.start(tiny_model(), half_digit(), top_rows_known(4),
+                     pixels_per_second=pixels_per_second)
+    return time.monotonic() - began
+
+
+def test_the_speed_setting_paces_the_sampler(qtbot, runner):
+    timed_run(qtbot, runner, 0)  # warm-up: the first run may compile or load kernels
+    unlimited = timed_run(qtbot, runner, 0)
+    slow = timed_run(qtbot, runner, 20)  # 14 pixels: 13 pauses of 50 ms
+    assert slow >= 0.5
+    assert slow > 2 * unlimited
+
+
+def test_the_speed_can_change_while_running(qtbot, runner):
+    with qtbot.waitSignal(runner.started, timeout=20_000):
+        runner.start(tiny_model(), half_digit(), top_rows_known(0), pixels_per_second=1)
+    assert runner.speed == 1
+    with qtbot.waitSignal(runner.finished, timeout=5_000) as finished:
+        runner.set_speed(0)  # 42 pixels at 1 px/s would take 41 s
+    assert finished.args == [False]
+    assert runner.done == runner.total
+
+
+def test_runner_measures_its_speed(qtbot, runner):
+    with qtbot.waitSignal(runner.started, timeout=20_000):
+        runner.start(tiny_model(), half_digit(), top_rows_known(0), pixels_per_second=40)
+    qtbot.waitUntil(lambda: runner.done >= 15, timeout=5_000)
+    assert 10 < runner.measured_pixels_per_second < 80
+    runner.stop()
+    qtbot.waitUntil(lambda: not runner.is_running(), timeout=5_000)
+
+
+def test_a_worker_counts_a_pixel_as_all_its_candidates(qtbot):
+    # Driven directly in this thread: 2 candidates x 14 pixels at 20 px/s take ~0.65 s, not
+    # 1.35 s as they would if every sample were paced.
+    worker = CompletionWorker(tiny_model(), half_digit(), top_rows_known(4), candidates=2,
+                              pixels_per_second=20)
+    ended = []
+    worker.finished.connect(ended.append)
+    began = time.monotonic()
+    worker.run()
+    elapsed = time.monotonic() - began
+    assert ended == [False]
+    assert len(worker.take_samples()) == 28 and worker.take_samples() == []
+    assert 0.6 <= elapsed < 1.1
+    assert worker.device_name == "CPU" and worker.seed is not None
+
+
+def test_a_run_started_right_after_shutdown_ends_normally(qtbot, runner):
+    recorder = Recorder(runner)
+    runner.start(tiny_model(), half_digit(), top_rows_known(0), pixels_per_second=5)
+    assert runner.shutdown()
+    with qtbot.waitSignal(runner.finished, timeout=20_000):
+        runner.start(tiny_model(), half_digit(), top_rows_known(4))
+    qtbot.wait(50)  # let any late signal of the first run arrive
+    assert recorder.ended == [("finished", True), ("finished", False)]
+    assert runner.done == runner.total == 14
+
+
+def test_start_keeps_the_speed_set_before_it(qtbot, runner):
+    runner.set_speed(1)
+    with qtbot.waitSignal(runner.started, timeout=20_000):
+        runner.start(tiny_model(), half_digit(), top_rows_known(0))
+    assert runner.worker.pixels_per_second == 1
+    with pytest.raises(ValueError, match="0 or more"):
+        runner.set_speed(-1)
