@@ -38,6 +38,7 @@ class MainWindow(QMainWindow):
     def __init__(self, model_name: str | None = None):
         super().__init__()
         self.setWindowTitle("PixelCNN Studio")
+        self.setAcceptDrops(True)
         self.model = None
         self.model_name = ""
         self.file_path: Path | None = None

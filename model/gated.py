@@ -19,7 +19,7 @@ from torch import nn
 
 from .base import ImageModel, add_class_bias, class_embedding
 from .config import ModelConfig
-from .masked import MaskedConv2d, channel_groups
+from .masked import MaskedConv2d, channel_groups, output_head
 
 
 def gate(x: torch.Tensor) -> torch.Tensor:
@@ -74,12 +74,7 @@ class GatedPixelCNN(ImageModel):
             )
             for i in range(config.layers)
         )
-        self.head = nn.Sequential(
-            nn.ReLU(),
-            MaskedConv2d(w, w, 1, "B", c),
-            nn.ReLU(),
-            MaskedConv2d(w, c * config.outputs_per_channel, 1, "B", c),
-        )
+        self.head = output_head(w, config.outputs_per_channel, c)
 
     def features(self, x: torch.Tensor, class_index) -> torch.Tensor:
         v, h, skip = x, x, 0

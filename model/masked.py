@@ -86,3 +86,13 @@ class MaskedConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(F.pad(x, self.padding_lrtb), self.masked_weight(), self.bias)
+
+
+def output_head(width: int, outputs_per_channel: int, colours: int) -> nn.Sequential:
+    """ReLU, 1x1, ReLU, 1x1 (mask B): features to C * outputs logits, colour groups kept."""
+    return nn.Sequential(
+        nn.ReLU(),
+        MaskedConv2d(width, width, 1, "B", colours),
+        nn.ReLU(),
+        MaskedConv2d(width, colours * outputs_per_channel, 1, "B", colours),
+    )

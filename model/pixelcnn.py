@@ -13,7 +13,7 @@ from torch import nn
 
 from .base import ImageModel, add_class_bias, class_embedding
 from .config import ModelConfig
-from .masked import MaskedConv2d
+from .masked import MaskedConv2d, output_head
 
 
 class ResidualBlock(nn.Module):
@@ -43,12 +43,7 @@ class PixelCNN(ImageModel):
         self.blocks = nn.Sequential(
             *(ResidualBlock(h, config.kernel_size, c) for _ in range(config.layers))
         )
-        self.head = nn.Sequential(
-            nn.ReLU(),
-            MaskedConv2d(h, h, 1, "B", c),
-            nn.ReLU(),
-            MaskedConv2d(h, c * config.outputs_per_channel, 1, "B", c),
-        )
+        self.head = output_head(h, config.outputs_per_channel, c)
 
     def features(self, x: torch.Tensor, class_index) -> torch.Tensor:
         h = add_class_bias(self.input_conv(x), self.class_bias, class_index)

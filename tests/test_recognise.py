@@ -1,0 +1,130 @@
+"""model.recognise: the digit classifier, its cache, and the recognition rate, on tiny data."""
+
+import gzip
+import json
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_model
+from model import recognise, save_model
+
+NUM_TRAIN = 60  # -> 50 training and 10 validation images
+NUM_TEST = 12
+
+
+def write_idx(path, array):
+    array = np.asarray(array, dtype=np.uint8)
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
+    header += struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(gzip.compress(header + array.tobytes()))
+
+
+def striped_digits(labels):
+    """Digit d drawn as a bright horizontal bar at row 2 + 2d: easy to tell apart."""
+    images = np.zeros((len(labels), 28, 28), np.uint8)
+    for image, label in zip(images, labels, strict=True):
+        image[2 + 2 * label: 4 + 2 * label, 4:24] = 255
+    return images
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # Tiny steps: a second thread only adds hand-off overhead on a shared, busy CPU.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def mnist_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("mnist")
+    train_labels = np.arange(NUM_TRAIN) % 10
+    test_labels = np.arange(NUM_TEST) % 10
+    write_idx(directory / "train-images-idx3-ubyte.gz", striped_digits(train_labels))
+    write_idx(directory / "train-labels-idx1-ubyte.gz", train_labels)
+    write_idx(directory / "t10k-images-idx3-ubyte.gz", striped_digits(test_labels))
+    write_idx(directory / "t10k-labels-idx1-ubyte.gz", test_labels)
+    return directory
+
+
+def test_classifier_maps_a_batch_of_levels_to_ten_logits():
+    classifier = recognise.DigitClassifier(levels=4)
+    logits = classifier(torch.randint(0, 4, (5, 1, 28, 28), dtype=torch.uint8))
+    assert logits.shape == (5, 10)
+    with pytest.raises(ValueError, match="N x 1 x 28 x 28"):
+        classifier(torch.zeros(5, 28, 28))
+
+
+def test_training_is_deterministic_and_leaves_global_rng_alone(mnist_dir):
+    torch.manual_seed(123)
+    expected_next = torch.rand(1)
+    torch.manual_seed(123)
+    first, first_accuracy = recognise.train_classifier(mnist_dir, "threshold", epochs=1,
+                                                       limit=20)
+    assert torch.equal(torch.rand(1), expected_next)
+    second, second_accuracy = recognise.train_classifier(mnist_dir, "threshold", epochs=1,
+                                                         limit=20)
+    assert 0.0 <= first_accuracy <= 1.0 and first_accuracy == second_accuracy
+    for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_classifier_is_cached_as_safetensors_and_reused(mnist_dir, tmp_path, monkeypatch):
+    classifier, accuracy = recognise.load_or_train_classifier(
+        mnist_dir, "gray", 4, epochs=1, cache_dir=tmp_path)
+    weights, sidecar = recognise.classifier_paths("gray", 4, tmp_path)
+    assert weights.name == "classifier-gray-4.safetensors" and weights.is_file()
+    info = json.loads(sidecar.read_text())
+    assert info["test_accuracy"] == accuracy and info["mode"] == "gray" and info["levels"] == 4
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the cached classifier should have been reused")
+
+    monkeypatch.setattr(recognise, "train_classifier", no_training)
+    cached, cached_accuracy = recognise.load_or_train_classifier(
+        mnist_dir, "gray", 4, cache_dir=tmp_path)
+    assert cached_accuracy == accuracy
+    for a, b in zip(classifier.state_dict().values(), cached.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_recognition_rate_counts_add_up_and_keeps_the_top_half():
+    pixelcnn = tiny_model(height=28, width=28, layers=1, hidden_channels=4)
+    classifier = recognise.DigitClassifier(levels=2).eval()
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 2, size=(3, 1, 28, 28), dtype=np.uint8)
+    labels = np.array([3, 1, 4])
+    result = recognise.recognition_rate(pixelcnn, classifier, images, labels, seed=7)
+    assert result["images"] == 3
+    assert result["recognised"] == int((result["predictions"] == labels).sum())
+    assert result["recognised_rate"] == result["recognised"] / 3
+    for key in ("original", "top_half_only"):
+        assert result[f"classifier_accuracy_{key}"] == result[f"classifier_correct_{key}"] / 3
+    completions = result["completions"]
+    assert completions.shape == images.shape and completions.dtype == np.uint8
+    assert np.array_equal(completions[:, :, :14], images[:, :, :14])
+    assert completions.max() <= 1
+    again = recognise.recognition_rate(pixelcnn, classifier, images, labels, seed=7)
+    assert np.array_equal(again["completions"], completions)
+
+
+def test_command_prints_json_and_rejects_bad_paths(mnist_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(recognise, "CHECKPOINTS_DIR", tmp_path / "cache")
+    save_model(tiny_model(height=28, width=28, layers=1, hidden_channels=4),
+               tmp_path / "tiny", data_mode="threshold", levels=2)
+    assert recognise.main(["--model", str(tmp_path / "tiny"), "--data", str(mnist_dir),
+                           "--count", "2", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) == {"model", "images", "recognised_rate", "classifier_accuracy_original",
+                           "classifier_accuracy_top_half_only", "classifier_test_accuracy",
+                           "temperature"}
+    assert result["images"] == 2 and 0.0 <= result["recognised_rate"] <= 1.0
+
+    assert recognise.main(["--model", str(tmp_path / "missing"), "--data", str(mnist_dir)]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert recognise.main(["--model", str(tmp_path / "tiny"), "--data", str(tmp_path)]) == 2
+    assert "missing MNIST file" in capsys.readouterr().err
