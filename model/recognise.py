@@ -33,9 +33,9 @@ from torch import nn
 
 from .base import ImageModel
 from .data import IMAGE_SIZE, DatasetError, levels_for_mode
-from .evaluate import card_data_mode, load_split, positive_int
-from .io import ModelFileError, load_model, model_paths, read_card
-from .registry import ROOT, resolve_model
+from .evaluate import card_data_mode, load_split, positive_int, resolve_model_path
+from .io import ModelFileError, load_model, read_card
+from .registry import ROOT
 from .sampling import complete
 
 CHECKPOINTS_DIR = ROOT / "checkpoints"
@@ -261,7 +261,7 @@ def recognition_rate(pixelcnn: ImageModel, classifier: DigitClassifier, images, 
 
 
 def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
-    path = model_paths(resolve_model(args.model))[0]
+    path = resolve_model_path(args.model)  # a bundled name, or a path that must exist
     card = read_card(path)
     mode, levels = card_data_mode(card, path)
     cfg = card["config"]

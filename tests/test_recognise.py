@@ -125,6 +125,6 @@ def test_command_prints_json_and_rejects_bad_paths(mnist_dir, tmp_path, monkeypa
     assert result["images"] == 2 and 0.0 <= result["recognised_rate"] <= 1.0
 
     assert recognise.main(["--model", str(tmp_path / "missing"), "--data", str(mnist_dir)]) == 2
-    assert "not found" in capsys.readouterr().err
+    assert "No model" in capsys.readouterr().err
     assert recognise.main(["--model", str(tmp_path / "tiny"), "--data", str(tmp_path)]) == 2
     assert "missing MNIST file" in capsys.readouterr().err
