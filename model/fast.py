@@ -255,7 +255,6 @@ class GatedStepper:
                     for depth, (n, p) in enumerate(zip(lengths, self.layers, strict=True))]
         self.gated = xp.zeros(B, L, w)  # each layer's gate output at the current position
         self.vertical_done = 0  # rows whose vertical stack is computed
-        self.row = -1
         self.compiled = None
         if weights.compiled is not None:
             c = weights.compiled
@@ -298,7 +297,6 @@ class GatedStepper:
         elif row == 0:  # nothing above the first row: its link is the bias alone
             for link, p in zip(self.link_rows, self.layers, strict=True):
                 link[...] = p["h_bias"]
-        self.row = row
         p0 = self.layers[0]
         self.hin[0][:, p0["kw"] - 1:] = self._pixels(slice(row, row + 1))[:, 0]
 
