@@ -1,5 +1,8 @@
+import gzip
 import os
+import struct
 
+import numpy as np
 import pytest
 import torch
 
@@ -37,3 +40,26 @@ def private_settings(tmp_path_factory):
     folder = tmp_path_factory.mktemp("settings")
     QSettings.setDefaultFormat(QSettings.Format.IniFormat)
     QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(folder))
+
+
+def write_mnist(directory, train_images, test_images):
+    """Synthetic MNIST IDX files (gzip) in `directory`; labels cycle through 0-9."""
+    for prefix, images in (("train", train_images), ("t10k", test_images)):
+        labels = np.arange(len(images)) % 10
+        for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
+            array = np.asarray(array, dtype=np.uint8)
+            header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
+            header += struct.pack(f">{array.ndim}I", *array.shape)
+            (directory / f"{prefix}-{kind}-ubyte.gz").write_bytes(
+                gzip.compress(header + array.tobytes()))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Steps here take milliseconds: a second thread only adds hand-off overhead, and on a
+    shared, busy CPU its spin-waiting made them up to 30 times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -1,25 +1,18 @@
 """model.recognise: the digit classifier, its cache, and the recognition rate, on tiny data."""
 
-import gzip
 import json
-import struct
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_model
+from conftest import tiny_model, write_mnist
 from model import recognise, save_model
 
 NUM_TRAIN = 60  # -> 50 training and 10 validation images
 NUM_TEST = 12
 
 
-def write_idx(path, array):
-    array = np.asarray(array, dtype=np.uint8)
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
-    header += struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(gzip.compress(header + array.tobytes()))
 
 
 def striped_digits(labels):
@@ -31,24 +24,15 @@ def striped_digits(labels):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny steps: a second thread only adds hand-off overhead on a shared, busy CPU.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def single_threaded(one_thread):
     yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
 def mnist_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("mnist")
-    train_labels = np.arange(NUM_TRAIN) % 10
-    test_labels = np.arange(NUM_TEST) % 10
-    write_idx(directory / "train-images-idx3-ubyte.gz", striped_digits(train_labels))
-    write_idx(directory / "train-labels-idx1-ubyte.gz", train_labels)
-    write_idx(directory / "t10k-images-idx3-ubyte.gz", striped_digits(test_labels))
-    write_idx(directory / "t10k-labels-idx1-ubyte.gz", test_labels)
-    return directory
+    return write_mnist(tmp_path_factory.mktemp("mnist"),
+                       striped_digits(np.arange(NUM_TRAIN) % 10),
+                       striped_digits(np.arange(NUM_TEST) % 10))
 
 
 def test_classifier_maps_a_batch_of_levels_to_ten_logits():

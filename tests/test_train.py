@@ -1,14 +1,13 @@
 """model.train and model.evaluate end to end, on tiny synthetic MNIST files and a tiny model."""
 
-import gzip
 import json
 import math
-import struct
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import write_mnist
 from model import evaluate, load_model, read_card, train
 
 NUM_TRAIN = 60  # -> 50 training and 10 validation images
@@ -23,11 +22,6 @@ REQUIRED_CARD_KEYS = {
 CURVE_KEYS = {"step", "epoch", "minutes", "train_nats", "valid_nats"}
 
 
-def write_idx(path, array):
-    array = np.asarray(array, dtype=np.uint8)
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
-    header += struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(gzip.compress(header + array.tobytes()))
 
 
 def blob_images(count, rng):
@@ -40,24 +34,15 @@ def blob_images(count, rng):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Steps here take milliseconds: a second thread only adds hand-off overhead, and on a
-    # shared, busy CPU its spin-waiting made them up to 30 times slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def single_threaded(one_thread):
     yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
 def mnist_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("mnist")
     rng = np.random.default_rng(0)
-    write_idx(directory / "train-images-idx3-ubyte.gz", blob_images(NUM_TRAIN, rng))
-    write_idx(directory / "train-labels-idx1-ubyte.gz", np.arange(NUM_TRAIN) % 10)
-    write_idx(directory / "t10k-images-idx3-ubyte.gz", blob_images(NUM_TEST, rng))
-    write_idx(directory / "t10k-labels-idx1-ubyte.gz", np.arange(NUM_TEST) % 10)
-    return directory
+    return write_mnist(tmp_path_factory.mktemp("mnist"), blob_images(NUM_TRAIN, rng),
+                       blob_images(NUM_TEST, rng))
 
 
 def train_args(mnist_dir, out, name="tiny", *extra):
