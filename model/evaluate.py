@@ -24,6 +24,7 @@ from .data import MODES, DatasetError, MnistDataset
 from .distributions import nats_to_bits_per_dim, nll_nats
 from .io import ModelFileError, load_model, model_paths, read_card
 from .registry import MODELS_DIR
+from .sampling import pick_device
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -33,14 +34,16 @@ class UsageError(ValueError):
 
 
 def resolve_device(name: str) -> torch.device:
-    """"auto" picks CUDA when present, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("Device 'cuda' was requested, but no CUDA device is available.")
+    """"auto" picks CUDA when present, else the CPU (the samplers' pick_device checks the
+    rest; MPS is left out of training and scoring, which run under CUDA or CPU autocast)."""
     if name not in DEVICES:
         raise UsageError(f"Unknown device {name!r}; expected one of {', '.join(DEVICES)}.")
-    return torch.device(name)
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        return pick_device(name)
+    except RuntimeError as error:
+        raise UsageError(str(error)) from None
 
 
 def load_split(data_dir, split: str, mode: str, levels: int | None = None,
