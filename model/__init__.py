@@ -1,16 +1,31 @@
-"""PixelCNN models and samplers in plain PyTorch (this package never imports Qt)."""
+"""PixelCNN models and samplers in plain PyTorch (this package never imports Qt).
 
-from .config import ConfigError, ModelConfig
-from .distributions import nll, nll_nats
-from .gated import GatedPixelCNN
-from .io import ModelFileError, build_model, load_model, read_card, save_model
-from .masked import MaskedConv2d, build_mask
-from .pixelcnn import PixelCNN
-from .sampling import Completion, PixelSample, complete, pick_device, reference_completion
+Names are imported on first use: `model.registry`, `model.card` and `model.config` load
+without PyTorch, so the app can show its window before torch is imported.
+"""
 
-__all__ = [
-    "Completion", "ConfigError", "GatedPixelCNN", "MaskedConv2d", "ModelConfig",
-    "ModelFileError", "PixelCNN", "PixelSample", "build_mask", "build_model", "complete",
-    "load_model", "nll", "nll_nats", "pick_device", "read_card", "reference_completion",
-    "save_model",
-]
+from __future__ import annotations
+
+import importlib
+
+_HOMES = {
+    "ConfigError": "config", "ModelConfig": "config",
+    "nll": "distributions", "nll_nats": "distributions",
+    "GatedPixelCNN": "gated",
+    "ModelFileError": "card", "read_card": "card",
+    "build_model": "io", "load_model": "io", "save_model": "io",
+    "MaskedConv2d": "masked", "build_mask": "masked",
+    "PixelCNN": "pixelcnn",
+    "Completion": "sampling", "PixelSample": "sampling", "complete": "sampling",
+    "pick_device": "sampling", "reference_completion": "sampling",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module 'model' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+    globals()[name] = value
+    return value

@@ -17,7 +17,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .base import ImageModel
-from .config import ConfigError, ModelConfig
+from .card import ModelFileError, model_paths, read_card
+from .config import ModelConfig
 from .gated import GatedPixelCNN
 from .pixelcnn import PixelCNN
 
@@ -26,19 +27,8 @@ ARCHITECTURE_CLASSES = {"pixelcnn": PixelCNN, "gated": GatedPixelCNN}
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 
 
-class ModelFileError(ValueError):
-    """A model file that is missing, damaged or does not match its config."""
-
-
 def build_model(config: ModelConfig) -> ImageModel:
     return ARCHITECTURE_CLASSES[config.architecture](config)
-
-
-def model_paths(path: str | os.PathLike) -> tuple[Path, Path]:
-    """The (weights, card) pair for `x.safetensors`, `x.json` or the stem `x`."""
-    path = Path(path)
-    stem = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
-    return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
 
 
 def save_model(model: ImageModel, path: str | os.PathLike, **card) -> tuple[Path, Path]:
@@ -53,26 +43,6 @@ def save_model(model: ImageModel, path: str | os.PathLike, **card) -> tuple[Path
     temporary.write_text(json.dumps({"config": model.config.to_dict(), **card}, indent=2) + "\n")
     os.replace(temporary, card_path)
     return weights_path, card_path
-
-
-def read_card(path: str | os.PathLike) -> dict:
-    """The JSON card beside a model's weights, with a validated "config"."""
-    _, card_path = model_paths(path)
-    if not card_path.is_file():
-        raise ModelFileError(f"{card_path}: model config file not found.")
-    try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as error:
-        raise ModelFileError(f"{card_path}: cannot be read ({error}).") from error
-    except json.JSONDecodeError as error:
-        raise ModelFileError(f"{card_path}: not valid JSON ({error}).") from error
-    if not isinstance(card, dict) or "config" not in card:
-        raise ModelFileError(f"{card_path}: has no \"config\" object.")
-    try:
-        card["config"] = ModelConfig.from_dict(card["config"])
-    except ConfigError as error:
-        raise ModelFileError(f"{card_path}: {error}") from error
-    return card
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> ImageModel:
