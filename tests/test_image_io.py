@@ -1,18 +1,23 @@
 import struct
+import tracemalloc
 import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
+import gui.image_io
+import model.images
 from gui.image_io import (
     ImageFileError,
     levels_to_rgb,
     load_image,
+    load_mask,
     save_gif,
     save_png,
     to_qimage,
 )
+from model.images import write_png
 
 
 def digit_on_white(height=40, width=30) -> np.ndarray:
@@ -22,14 +27,27 @@ def digit_on_white(height=40, width=30) -> np.ndarray:
     return page
 
 
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG that claims a size but holds almost no data: Pillow opens it lazily."""
+def grey_png(width: int, height: int, data: bytes) -> bytes:
+    """An 8-bit grey PNG of that size around already-compressed image data."""
     def chunk(kind: bytes, data: bytes) -> bytes:
         return (struct.pack(">I", len(data)) + kind + data
                 + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b""))
+            + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims a size but holds almost no data: Pillow opens it lazily."""
+    return grey_png(width, height, zlib.compress(b"\0" * 16))
+
+
+def solid_png(width: int, height: int, value: int) -> bytes:
+    """A whole PNG of one grey, compressed row by row: huge images cost little to make."""
+    compressor = zlib.compressobj(1)
+    row = b"\0" + bytes([value]) * width  # filter type 0, then the row's bytes
+    data = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    return grey_png(width, height, data)
 
 
 @pytest.mark.parametrize("channels, levels", [(1, 2), (1, 4), (1, 256), (3, 4), (1, 100)])
@@ -223,3 +241,119 @@ def test_save_gif_writes_an_animation_and_leaves_no_temporary_file(tmp_path):
         assert picture.n_frames == len(frames)
         assert picture.size == (28, 24)
     assert [p.name for p in tmp_path.iterdir()] == ["completion.gif"]
+
+
+def test_a_10000_by_10000_picture_is_fitted_without_gigabytes_of_floats(tmp_path):
+    path = tmp_path / "poster.png"
+    path.write_bytes(solid_png(10_000, 10_000, 255))
+    tracemalloc.start()  # sees NumPy's arrays (Pillow's own ~100 MB of decoded bytes aside)
+    try:
+        loaded = load_image(path, 6, 7, 1, 4, invert="no")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(loaded, np.full((1, 6, 7), 3))
+    assert peak < 20_000_000  # a float copy of every pixel would be 800 MB
+
+
+def block_digit(mode: str) -> Image.Image:
+    """A 1120x1120 picture (40 source pixels per pixel of a 28x28 model) of a light bar
+    on black whose edges fall on model-pixel boundaries, in any Pillow mode."""
+    page = np.zeros((28, 28), np.uint8)
+    page[4:24, 12:16] = 255
+    big = page.repeat(40, axis=0).repeat(40, axis=1)
+    if mode == "I;16":
+        return Image.fromarray(big.astype(np.uint16) * 257)
+    picture = Image.fromarray(big)
+    if mode == "P":
+        return picture.convert("RGB").convert("P")
+    if mode == "RGBA":
+        rgba = np.zeros((*big.shape, 4), np.uint8)
+        rgba[..., :3] = 255
+        rgba[..., 3] = big  # a white bar on transparent
+        return Image.fromarray(rgba, "RGBA")
+    return picture.convert(mode)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "I;16", "P", "RGBA", "1"])
+def test_large_pictures_are_shrunk_in_every_mode_without_changing_the_result(tmp_path, mode):
+    path = tmp_path / "large.png"
+    block_digit(mode).save(path)
+    with Image.open(path) as picture:
+        assert picture.mode == mode
+    expected = np.zeros((28, 28), np.uint8)
+    expected[4:24, 12:16] = 1
+    np.testing.assert_array_equal(load_image(path, 28, 28, 1, 2)[0], expected)
+
+
+def test_a_colour_palette_is_read_in_colour(tmp_path):
+    path = tmp_path / "palette.png"
+    colour = np.zeros((4, 4, 3), np.uint8)
+    colour[:2, :, 0] = 255  # red top half on black
+    Image.fromarray(colour).convert("P").save(path)
+    loaded = load_image(path, 4, 4, 3, 2, invert="no")
+    assert loaded[0, :2].all() and not loaded[1:].any() and not loaded[0, 2:].any()
+
+
+def mask_picture(height, width, white_rows) -> Image.Image:
+    mask = np.zeros((height, width), np.uint8)
+    mask[white_rows] = 255
+    return Image.fromarray(mask)
+
+
+def test_a_mask_of_the_models_size_marks_its_white_pixels(tmp_path):
+    path = tmp_path / "mask.png"
+    pixels = np.array([[0, 127, 128, 255]], np.uint8).repeat(3, axis=0)
+    Image.fromarray(pixels).save(path)
+    assert load_mask(path, 3, 4).tolist() == [[False, False, True, True]] * 3
+
+
+def test_a_mask_of_the_images_size_is_fitted_like_the_image(tmp_path):
+    image, mask = tmp_path / "wide.png", tmp_path / "mask.png"
+    Image.new("L", (40, 10)).save(image)
+    mask_picture(10, 40, slice(5, None)).save(mask)  # the bottom half of the image
+    completed = load_mask(mask, 8, 8, image=image)
+    # 40x10 fits as 8x2 in rows 3-4, like the image; the padding around it is known.
+    assert completed.sum(axis=1).tolist() == [0, 0, 0, 0, 8, 0, 0, 0]
+
+
+def test_a_mask_of_another_size_is_refused_naming_both_sizes(tmp_path):
+    image, mask = tmp_path / "digit.png", tmp_path / "mask.png"
+    Image.new("L", (40, 30)).save(image)
+    Image.new("L", (9, 9)).save(mask)
+    with pytest.raises(ImageFileError, match=r"mask.png is 9x9 pixels; a mask must be 7x6 "
+                                             r"\(the model's size\) or 40x30 \(the size of "
+                                             r".*digit.png\)"):
+        load_mask(mask, 6, 7, image=image)
+
+
+def test_unreadable_masks_are_refused_like_images(tmp_path):
+    path = tmp_path / "mask.png"
+    path.write_bytes(b"")
+    with pytest.raises(ImageFileError, match="mask.png: the file is empty"):
+        load_mask(path, 6, 7)
+
+
+@pytest.mark.parametrize("channels, levels", [(1, 2), (1, 16), (3, 4)])
+def test_write_png_round_trips_and_matches_the_qt_writer(tmp_path, channels, levels):
+    values = np.random.default_rng(1).integers(0, levels, (channels, 6, 7), np.uint8)
+    write_png(tmp_path / "pillow.png", values, levels, scale=2)
+    save_png(tmp_path / "qt.png", values, levels, scale=2)
+    with Image.open(tmp_path / "pillow.png") as a, Image.open(tmp_path / "qt.png") as b:
+        assert a.size == (14, 12)
+        np.testing.assert_array_equal(np.asarray(a.convert("RGB")), np.asarray(b.convert("RGB")))
+    write_png(tmp_path / "pillow.png", values, levels)
+    np.testing.assert_array_equal(
+        load_image(tmp_path / "pillow.png", 6, 7, channels, levels, invert="no"), values)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pillow.png", "qt.png"]
+
+
+def test_write_png_names_the_path_and_leaves_no_temporary_file(tmp_path):
+    with pytest.raises(OSError, match="Cannot save .*no such folder"):
+        write_png(tmp_path / "no such folder" / "out.png", np.zeros((1, 2, 2), np.uint8), 2)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_gui_module_reexports_the_qt_free_readers():
+    for name in ("ImageFileError", "load_image", "load_mask", "levels_to_rgb", "save_gif"):
+        assert getattr(gui.image_io, name) is getattr(model.images, name)
