@@ -7,9 +7,14 @@ from pathlib import Path
 
 from .config import ModelConfig
 
-# Source tree: <root>/resources/models. A PyInstaller bundle unpacks resources beside it.
+# Every path to a bundled file starts here. In the source tree resources/ sits beside model/;
+# in a PyInstaller bundle (one-dir or one-file) it sits in sys._MEIPASS, the folder that
+# holds the bundle's Python modules and data (dist/pixelcnn-studio/_internal).
 ROOT = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parent.parent))
-MODELS_DIR = ROOT / "resources" / "models"
+RESOURCES_DIR = ROOT / "resources"
+MODELS_DIR = RESOURCES_DIR / "models"
+SAMPLE_DIGIT = RESOURCES_DIR / "samples" / "digit-3.png"
+APP_ICON = RESOURCES_DIR / "icons" / "pixelcnn-studio.png"
 
 DEFAULT_MODEL = "digits-ink"
 
@@ -21,9 +26,9 @@ SHIPPED_CONFIG = ModelConfig(
 )
 
 
-def bundled_models() -> list[str]:
-    """Names of the models shipped in resources/models, sorted."""
-    return sorted(p.stem for p in MODELS_DIR.glob("*.safetensors"))
+def bundled_models(models_dir: str | Path | None = None) -> list[str]:
+    """Names of the models shipped in resources/models (or in `models_dir`), sorted."""
+    return sorted(p.stem for p in Path(models_dir or MODELS_DIR).glob("*.safetensors"))
 
 
 def resolve_model(name_or_path: str | Path) -> Path:
