@@ -15,15 +15,18 @@ import torch.nn.functional as F
 from .base import ImageModel
 
 
-def nll_nats(model: ImageModel, x: torch.Tensor, labels=None) -> torch.Tensor:
-    """Negative log-likelihood of each image in nats: a tensor of shape (B,)."""
+def value_nats(model: ImageModel, x: torch.Tensor, labels=None) -> torch.Tensor:
+    """-log p of every value given everything before it, in nats: shape (B, C, H, W)."""
     logits = model(x, labels)
     if model.config.distribution == "bernoulli":
-        per_value = F.binary_cross_entropy_with_logits(logits, x.to(logits.dtype),
-                                                       reduction="none")
-    else:  # logits (B, C, K, H, W): the class dimension is dim 2
-        per_value = F.cross_entropy(logits.transpose(1, 2), x.long(), reduction="none")
-    return per_value.flatten(1).sum(1)
+        return F.binary_cross_entropy_with_logits(logits, x.to(logits.dtype), reduction="none")
+    # logits (B, C, K, H, W): the class dimension is dim 2
+    return F.cross_entropy(logits.transpose(1, 2), x.long(), reduction="none")
+
+
+def nll_nats(model: ImageModel, x: torch.Tensor, labels=None) -> torch.Tensor:
+    """Negative log-likelihood of each image in nats: a tensor of shape (B,)."""
+    return value_nats(model, x, labels).flatten(1).sum(1)
 
 
 def nats_to_bits_per_dim(nats: torch.Tensor | float, dims: int):
@@ -76,14 +79,9 @@ def draw(probs: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
 def pixel_surprise(model: ImageModel, image: np.ndarray, class_label=None) -> np.ndarray:
     """-log p of each pixel's value given everything before it, in nats, summed over
     channels: (H, W). One forward pass; the app shows it as a heatmap."""
-    x = torch.from_numpy(np.asarray(image)[None]).long()
-    labels = None if class_label is None else torch.tensor([class_label])
     device = next(model.parameters()).device
+    x = torch.from_numpy(np.asarray(image)[None]).long().to(device)
+    labels = None if class_label is None else torch.tensor([class_label], device=device)
     with torch.inference_mode():
-        logits = model(x.to(device), None if labels is None else labels.to(device)).float()
-        if model.config.distribution == "bernoulli":
-            nats = F.binary_cross_entropy_with_logits(logits, x.to(device).float(),
-                                                      reduction="none")
-        else:
-            nats = F.cross_entropy(logits.transpose(1, 2), x.to(device), reduction="none")
+        nats = value_nats(model, x, labels).float()
     return nats[0].sum(0).cpu().numpy()

@@ -260,8 +260,10 @@ def recognition_rate(pixelcnn: ImageModel, classifier: DigitClassifier, images, 
     }
 
 
-def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
-    path = resolve_model_path(args.model)  # a bundled name, or a path that must exist
+def load_digit_model(name_or_path: str) -> tuple[Path, ImageModel, str, int]:
+    """(path, model, data mode, levels) of a PixelCNN of 1 x 28 x 28 digits, which the
+    digit classifier can judge; a bundled name, or a path that must exist."""
+    path = resolve_model_path(name_or_path)
     card = read_card(path)
     mode, levels = card_data_mode(card, path)
     cfg = card["config"]
@@ -269,7 +271,11 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
         raise ModelFileError(f"{path}: the digit classifier needs a model of 1 x {IMAGE_SIZE} "
                              f"x {IMAGE_SIZE} images, not {cfg.channels} x {cfg.height} x "
                              f"{cfg.width}.")
-    pixelcnn = load_model(path)
+    return path, load_model(path), mode, levels
+
+
+def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
+    path, pixelcnn, mode, levels = load_digit_model(args.model)
     images, labels = load_split(args.data, "test", mode, levels, args.count)
     # CHECKPOINTS_DIR is read here, at call time, so tests can point it elsewhere.
     classifier, test_accuracy = load_or_train_classifier(args.data, mode, levels,

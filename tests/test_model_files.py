@@ -2,11 +2,12 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
 from conftest import tiny_config, tiny_model
-from model import ModelFileError, build_model, load_model, nll, read_card, save_model
+from model import ModelFileError, build_model, load_model, nll, nll_nats, read_card, save_model
 
 
 @pytest.fixture
@@ -136,3 +137,17 @@ def test_importing_the_model_package_does_not_import_qt():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("distribution,levels", [("bernoulli", 2), ("categorical", 4)])
+def test_pixel_surprise_is_each_pixels_share_of_the_image_nll(distribution, levels):
+    from model.distributions import pixel_surprise
+
+    model = tiny_model(distribution=distribution, levels=levels, height=5, width=6,
+                       num_classes=2)
+    image = np.random.default_rng(0).integers(0, levels, (1, 5, 6))
+    surprise = pixel_surprise(model, image, class_label=1)
+    assert surprise.shape == (5, 6) and (surprise > 0).all()
+    with torch.no_grad():
+        total = nll_nats(model, torch.from_numpy(image[None]), torch.tensor([1]))
+    assert surprise.sum() == pytest.approx(float(total), rel=1e-5)
