@@ -110,6 +110,7 @@ class PixelCanvas(QWidget):
         self._drawing = drawing if drawing is not None else Drawing(1, 28, 28, 2)
         self._tool = "pen"
         self._pen_value = self._drawing.levels - 1
+        self._pen_colour = self._white()  # what the pen draws on a colour drawing
         self._brush_size = 1
         self._grid_visible = False
         self._read_only = False
@@ -137,10 +138,13 @@ class PixelCanvas(QWidget):
         self._hover_cell = None  # it may not exist on the new drawing
         levels_changed = drawing.levels != self._drawing.levels
         shape_changed = drawing.known.shape != self._drawing.known.shape
+        channels_changed = drawing.channels != self._drawing.channels
         self._drawing = drawing
         self.undo_stack.clear()
         if levels_changed:
             self._pen_value = drawing.levels - 1
+        if levels_changed or channels_changed:
+            self._pen_colour = self._white()
         if shape_changed:
             self._overlay = None
             self._cursor_cell = None
@@ -173,6 +177,29 @@ class PixelCanvas(QWidget):
         if not 0 <= value < self._drawing.levels:
             raise ValueError(f"Pen value must lie within 0..{self._drawing.levels - 1}.")
         self._pen_value = int(value)
+
+    @property
+    def pen_colour(self) -> tuple[int, ...]:
+        """The levels, one per channel, that the pen draws on a colour drawing."""
+        return tuple(int(v) for v in self._pen_colour)
+
+    def set_pen_colour(self, levels) -> None:
+        """Levels (R, G, B), each within 0..levels-1, for a colour drawing's pen."""
+        colour = np.asarray(levels, np.int64).reshape(-1)
+        d = self._drawing
+        if len(colour) != d.channels or colour.min() < 0 or colour.max() >= d.levels:
+            raise ValueError(f"A pen colour for this drawing is {d.channels} levels within "
+                             f"0..{d.levels - 1}, not {tuple(colour.tolist())}.")
+        self._pen_colour = colour.astype(np.uint8)
+
+    def _white(self) -> np.ndarray:
+        return np.full(self._drawing.channels, self._drawing.levels - 1, np.uint8)
+
+    def _pen_levels(self) -> np.ndarray:
+        """What one pen dab writes: (C, 1, 1) levels, the pen value for a grey drawing."""
+        if self._drawing.channels == 1:
+            return np.array([self._pen_value], np.uint8)[:, None, None]
+        return self._pen_colour[:, None, None]
 
     @property
     def brush_size(self) -> int:
@@ -379,8 +406,9 @@ class PixelCanvas(QWidget):
             return None, None
         return (top, left), (bottom, right)
 
-    def _set_cells(self, first, last, known: bool, value: int) -> bool:
-        """Set a clipped rectangle of cells; True if any pixel changed."""
+    def _set_cells(self, first, last, known: bool, value) -> bool:
+        """Set a clipped rectangle of cells to `value` (a level, or (C, 1, 1) levels, one per
+        channel); True if any pixel changed."""
         first, last = self._clipped_rect(first, last)
         if first is None:
             return False
@@ -395,7 +423,7 @@ class PixelCanvas(QWidget):
 
     def _paint_line(self, start: tuple[int, int], end: tuple[int, int], action: str) -> bool:
         erase = action == "eraser"
-        value = 0 if erase else self._pen_value
+        value = 0 if erase else self._pen_levels()
         changed = False
         for row, col in line_cells(start, end):
             first, last = self._brush_corners(row, col)

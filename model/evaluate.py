@@ -1,9 +1,10 @@
-"""Measure a trained model's likelihood on an MNIST split.
+"""Measure a trained model's likelihood on a split of MNIST or of the colour emoji.
 
     python -m model.evaluate --model NAME_OR_PATH --data DIR [--split test|valid] [--json]
+    python -m model.evaluate --model emoji-color [--dataset emoji]
 
-The split is prepared exactly as in training, from the data mode recorded on the model's
-card. By default every image is scored without its class (label -1, "no class"): that is the
+The split is prepared exactly as in training, from the dataset and data mode recorded on the
+model's card. By default every image is scored without its class (label -1, "no class"): that is the
 honest likelihood, comparable to published results; --with-labels conditions on the true class.
 The batched scoring function here is also what model.train uses for validation and testing.
 """
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import emoji
 from .base import ImageModel
 from .data import MODES, DatasetError, MnistDataset
 from .distributions import nats_to_bits_per_dim, nll_nats
@@ -27,6 +29,7 @@ from .registry import MODELS_DIR
 from .sampling import pick_device
 
 DEVICES = ("auto", "cpu", "cuda")
+DATASETS = ("mnist", "emoji")
 
 
 class UsageError(ValueError):
@@ -56,6 +59,18 @@ def load_split(data_dir, split: str, mode: str, levels: int | None = None,
     if len(images) == 0:
         raise DatasetError(f"{data_dir}: the {split} split holds no images to use.")
     return images, labels
+
+
+def load_emoji_split(directory, split: str, levels: int, size: int,
+                     limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One emoji split as (uint8 levels N x 3 x size x size, int64 codepoints N), the first
+    `limit` only; `directory` holds the rendered cache (None: the default cache folder)."""
+    images, codepoints = emoji.load_emoji(split, size, levels, directory)
+    if limit is not None:
+        images, codepoints = images[:limit], codepoints[:limit]
+    if len(images) == 0:
+        raise DatasetError(f"The emoji {split} split holds no images to use.")
+    return torch.from_numpy(images), torch.from_numpy(codepoints)
 
 
 class Float32Logits:
@@ -130,13 +145,40 @@ def card_data_mode(card: dict, path: Path) -> tuple[str, int]:
     return mode, levels
 
 
+def card_dataset(card: dict, path: Path, asked: str | None = None) -> str:
+    """"mnist" or "emoji", as the card says (cards from before emoji say nothing: MNIST);
+    `asked` is what the command line named, which must agree."""
+    dataset = card.get("dataset", "mnist")
+    if dataset not in DATASETS:
+        raise ModelFileError(f"{path}: the card's \"dataset\" is {dataset!r}, not one of "
+                             f"{', '.join(DATASETS)}.")
+    if asked is not None and asked != dataset:
+        raise UsageError(f"{path} was trained on {dataset}, not on {asked}.")
+    return dataset
+
+
+def evaluation_split(args: argparse.Namespace, card: dict, path: Path):
+    """The split the command asks for, prepared as the model's training prepared it: (images,
+    labels), labels None for emoji, which have none."""
+    if card_dataset(card, path, args.dataset) == "emoji":
+        if args.with_labels:
+            raise UsageError("The emoji have no classes: --with-labels does not apply.")
+        cfg = card["config"]
+        images, _ = load_emoji_split(args.data, args.split, cfg.levels, cfg.height, args.limit)
+        return images, None
+    if args.data is None:
+        raise UsageError(f"{path} is an MNIST model: --data DIR, the folder of the MNIST "
+                         "files, is needed.")
+    mode, levels = card_data_mode(card, path)
+    return load_split(args.data, args.split, mode, levels, args.limit)
+
+
 def evaluate(args: argparse.Namespace) -> dict:
     path = resolve_model_path(args.model)
     card = read_card(path)
-    mode, levels = card_data_mode(card, path)
     device = resolve_device(args.device)
     model = load_model(path, device)
-    images, labels = load_split(args.data, args.split, mode, levels, args.limit)
+    images, labels = evaluation_split(args, card, path)
     nats = mean_nll_nats(model, images, labels if args.with_labels else None,
                          batch_size=args.batch_size)
     dims = int(np.prod(images.shape[1:]))
@@ -147,10 +189,13 @@ def evaluate(args: argparse.Namespace) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m model.evaluate",
-        description="Negative log-likelihood of a trained model on an MNIST split.")
+        description="Negative log-likelihood of a trained model on an MNIST or emoji split.")
     parser.add_argument("--model", required=True,
                         help="a name in resources/models, or the path of a model's files")
-    parser.add_argument("--data", required=True, help="directory of the MNIST IDX files")
+    parser.add_argument("--dataset", choices=DATASETS,
+                        help="check that the model was trained on this (default: its card's)")
+    parser.add_argument("--data", help="directory of the MNIST IDX files (emoji: where the "
+                                       "renders are cached, default ~/.cache/pixelcnn-studio)")
     parser.add_argument("--split", choices=("test", "valid"), default="test")
     parser.add_argument("--limit", type=positive_int, default=None,
                         help="score only the first N images of the split")

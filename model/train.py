@@ -1,6 +1,12 @@
-"""Train a PixelCNN on MNIST and write it, with its model card, to resources/models.
+"""Train a PixelCNN on MNIST or colour emoji and write it, with its model card, to
+resources/models.
 
     python -m model.train --data ../shared/data/mnist --name gated-threshold --epochs 10
+    python -m model.train --dataset emoji --name emoji-color --layers 8 --hidden-channels 48 \\
+        --batch-size 32 --epochs 50 --hflip --time-budget 45
+
+The emoji dataset (model/emoji.py) is rendered from the Noto Color Emoji font and cached on
+first use: RGB, 24 x 24, 8 levels per channel by default, no classes.
 
 The train split trains, the valid split picks the best weights (checked every epoch and at
 every checkpoint), and the test split is scored once at the end for the card. Checkpoints
@@ -25,15 +31,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import emoji
 from .base import ImageModel
 from .config import ARCHITECTURES, ConfigError, ModelConfig
 from .data import MODES, DatasetError, levels_for_mode
 from .distributions import nats_to_bits_per_dim, nll_nats
 from .evaluate import (
+    DATASETS,
     DEVICES,
     MODELS_DIR,
     Float32Logits,
     UsageError,
+    load_emoji_split,
     load_split,
     mean_nll_nats,
     positive_int,
@@ -49,6 +58,7 @@ SCHEDULES = ("cosine", "constant")
 _MODEL_DEFAULTS = ModelConfig()
 
 DEFAULTS = {
+    "dataset": "mnist", "image_size": None, "hflip": False,
     "data": None, "name": None, "output_dir": str(MODELS_DIR), "mode": "threshold",
     "levels": None, "architecture": _MODEL_DEFAULTS.architecture,
     "layers": _MODEL_DEFAULTS.layers, "hidden_channels": _MODEL_DEFAULTS.hidden_channels,
@@ -61,9 +71,9 @@ DEFAULTS = {
 }
 # What defines a run: a resumed run takes these from its checkpoint and refuses new values.
 FIXED_ON_RESUME = (
-    "mode", "levels", "architecture", "layers", "hidden_channels", "first_kernel_size",
-    "kernel_size", "num_classes", "batch_size", "lr", "schedule", "no_class_fraction", "seed",
-    "limit_train", "limit_eval",
+    "dataset", "image_size", "hflip", "mode", "levels", "architecture", "layers",
+    "hidden_channels", "first_kernel_size", "kernel_size", "num_classes", "batch_size", "lr",
+    "schedule", "no_class_fraction", "seed", "limit_train", "limit_eval",
 )
 
 
@@ -75,10 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     # to tell a value given on purpose from one to take from the checkpoint.
     parser = argparse.ArgumentParser(
         prog="python -m model.train", argument_default=argparse.SUPPRESS,
-        description="Train a PixelCNN on MNIST and save it with its model card.")
+        description="Train a PixelCNN on MNIST or colour emoji and save it with its model "
+                    "card.")
     d = DEFAULTS
     run = parser.add_argument_group("run")
-    run.add_argument("--data", required=True, help="directory of the MNIST IDX files")
+    run.add_argument("--data", help="directory of the MNIST IDX files (--dataset emoji: "
+                                    "where its renders are cached, default "
+                                    "~/.cache/pixelcnn-studio)")
     run.add_argument("--name", required=True, help="model name: writes NAME.safetensors/.json")
     run.add_argument("--output-dir", help="where the model goes (default: resources/models)")
     run.add_argument("--device", choices=DEVICES, help="(default: auto, CUDA if present)")
@@ -87,8 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
                           "bf16, fp32 elsewhere, where bf16 is emulated and slower")
     run.add_argument("--seed", type=int, help=f"(default: {d['seed']})")
     data = parser.add_argument_group("data")
-    data.add_argument("--mode", choices=MODES, help=f"(default: {d['mode']})")
-    data.add_argument("--levels", type=positive_int, help="gray levels K (--mode gray only)")
+    data.add_argument("--dataset", choices=DATASETS,
+                      help="MNIST digits, or the Noto Color Emoji glyphs as RGB images "
+                           "(default: mnist)")
+    data.add_argument("--mode", choices=MODES, help=f"MNIST only (default: {d['mode']})")
+    data.add_argument("--levels", type=positive_int,
+                      help="levels K: gray levels (--mode gray), or per colour channel "
+                           f"(--dataset emoji, default {emoji.LEVELS})")
+    data.add_argument("--image-size", type=positive_int,
+                      help=f"emoji only: rendered at N x N pixels (default: {emoji.IMAGE_SIZE})")
+    data.add_argument("--hflip", action="store_true",
+                      help="train on each image or its mirror image, chosen at random each "
+                           "time it is shown")
     data.add_argument("--limit-train", type=positive_int, help="train on the first N images")
     data.add_argument("--limit-eval", type=positive_int,
                       help="validate and test on the first N images of those splits")
@@ -98,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
         arch.add_argument("--" + option.replace("_", "-"), type=positive_int,
                           help=f"(default: {d[option]})")
     arch.add_argument("--num-classes", type=int,
-                      help="class-conditional on this many classes, 0 for none (default: 10)")
+                      help="class-conditional on this many classes, 0 for none (default: 10; "
+                           "0 for emoji, which have no classes)")
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--epochs", type=positive_int,
                      help=f"total epochs, counting any done before --resume (default: "
@@ -129,12 +153,21 @@ def given_settings(argv: list[str]) -> dict:
     return vars(build_parser().parse_args(argv))
 
 
+def with_defaults(given: dict) -> dict:
+    """DEFAULTS, then the emoji dataset's own (RGB at 24 x 24, 8 levels, no classes and no
+    MNIST data mode), then the options typed."""
+    defaults = dict(DEFAULTS)
+    if given.get("dataset") == "emoji":
+        defaults.update(mode=None, levels=emoji.LEVELS, image_size=emoji.IMAGE_SIZE,
+                        num_classes=0)
+    return {**defaults, **given}
+
+
 def check_settings(s: dict) -> None:
-    if s["mode"] == "gray" and s["levels"] is None:
-        raise UsageError("--mode gray needs --levels K, the number of gray levels (2..256).")
-    if s["mode"] != "gray" and s["levels"] is not None:
-        raise UsageError(f"--levels {s['levels']} only applies to --mode gray, not to "
-                         f"--mode {s['mode']}, which always has 2 levels.")
+    if s["dataset"] == "emoji":
+        check_emoji_settings(s)
+    else:
+        check_mnist_settings(s)
     if not 0 <= s["no_class_fraction"] <= 1:
         raise UsageError(f"--no-class-fraction must lie within 0..1, not "
                          f"{s['no_class_fraction']}.")
@@ -147,8 +180,34 @@ def check_settings(s: dict) -> None:
                          f"{s['checkpoint_minutes']}.")
 
 
+def check_emoji_settings(s: dict) -> None:
+    if s["mode"] is not None:
+        raise UsageError(f"--mode {s['mode']} only applies to MNIST; emoji are RGB images "
+                         "with --levels K per channel.")
+    if s["num_classes"] != 0:
+        raise UsageError(f"The emoji have no classes: --num-classes must be 0, not "
+                         f"{s['num_classes']}.")
+    if not 2 <= s["levels"] <= 256:
+        raise UsageError(f"--levels must lie within 2..256, not {s['levels']}.")
+
+
+def check_mnist_settings(s: dict) -> None:
+    if s["data"] is None:
+        raise UsageError("--data DIR, the folder of the MNIST files, is needed for MNIST.")
+    if s["image_size"] is not None:
+        raise UsageError(f"--image-size {s['image_size']} only applies to --dataset emoji; "
+                         "MNIST digits are 28 x 28.")
+    if s["mode"] == "gray" and s["levels"] is None:
+        raise UsageError("--mode gray needs --levels K, the number of gray levels (2..256).")
+    if s["mode"] != "gray" and s["levels"] is not None:
+        raise UsageError(f"--levels {s['levels']} only applies to --mode gray, not to "
+                         f"--mode {s['mode']}, which always has 2 levels.")
+
+
 def resumed_settings(saved: dict, given: dict) -> dict:
     """The checkpoint's run-defining settings and total epochs, then this command line's."""
+    # A checkpoint from before a setting existed ran with that setting's default.
+    saved = {**DEFAULTS, **saved}
     changed = [f"--{key.replace('_', '-')} {given[key]} (the checkpoint has {saved[key]})"
                for key in FIXED_ON_RESUME if key in given and given[key] != saved[key]]
     if changed:
@@ -157,11 +216,19 @@ def resumed_settings(saved: dict, given: dict) -> dict:
     return {**DEFAULTS, **inherited, **given}
 
 
+def data_levels(s: dict) -> int:
+    if s["dataset"] == "emoji":
+        return s["levels"]  # per colour channel
+    return levels_for_mode(s["mode"], s["levels"])
+
+
 def model_config(s: dict) -> ModelConfig:
-    levels = levels_for_mode(s["mode"], s["levels"])
+    colour = s["dataset"] == "emoji"
+    size = s["image_size"] if colour else 28
     return ModelConfig(
-        architecture=s["architecture"], channels=1,
-        distribution="categorical" if s["mode"] == "gray" else "bernoulli", levels=levels,
+        architecture=s["architecture"], channels=3 if colour else 1,
+        distribution="categorical" if colour or s["mode"] == "gray" else "bernoulli",
+        levels=data_levels(s), height=size, width=size,
         layers=s["layers"], hidden_channels=s["hidden_channels"],
         first_kernel_size=s["first_kernel_size"], kernel_size=s["kernel_size"],
         num_classes=s["num_classes"],
@@ -327,7 +394,13 @@ class Splits:
 
 
 def load_splits(s: dict, device: torch.device) -> Splits:
-    levels = levels_for_mode(s["mode"], s["levels"])
+    levels = data_levels(s)
+    if s["dataset"] == "emoji":
+        train, valid, test = (
+            load_emoji_split(s["data"], split, levels, s["image_size"], limit)
+            for split, limit in (("train", s["limit_train"]), ("valid", s["limit_eval"]),
+                                 ("test", s["limit_eval"])))
+        return Splits(tuple(t.to(device) for t in train), valid, test)
     train = load_split(s["data"], "train", s["mode"], levels, s["limit_train"])
     valid = load_split(s["data"], "valid", s["mode"], levels, s["limit_eval"])
     test = load_split(s["data"], "test", s["mode"], levels, s["limit_eval"])
@@ -425,7 +498,11 @@ def train_until_pause(run: Run, train_split, scorer: Float32Logits, session: Ses
         started = time.monotonic()
         start = p.step_in_epoch * s["batch_size"]
         index = p.order[start:start + s["batch_size"]].to(run.device)
-        pending += train_step(run, scorer, images[index].long(), batch_labels(run, labels[index]))
+        x = images[index].long()
+        if s["hflip"]:
+            mirror = torch.rand(len(index), generator=run.shuffle) < 0.5
+            x = torch.where(mirror.to(run.device)[:, None, None, None], x.flip(-1), x)
+        pending += train_step(run, scorer, x, batch_labels(run, labels[index]))
         p.step, p.step_in_epoch = p.step + 1, p.step_in_epoch + 1
         p.train_images += len(index)
         session.images += len(index)
@@ -511,7 +588,8 @@ def final_card(run: Run, splits: Splits, argv: list[str], speed: dict) -> dict:
     test_nats = mean_nll_nats(run.model, test_images, batch_size=EVAL_BATCH_SIZE)
     card = {
         "name": s["name"],
-        "data_mode": s["mode"],
+        "dataset": s["dataset"],
+        "data_mode": emoji.DATA_MODE if s["dataset"] == "emoji" else s["mode"],
         "levels": run.model.config.levels,
         "epochs": round(run.epochs_done(), 4),
         "steps": p.step,
@@ -528,9 +606,12 @@ def final_card(run: Run, splits: Splits, argv: list[str], speed: dict) -> dict:
             "schedule": s["schedule"], "no_class_fraction": s["no_class_fraction"],
             "seed": s["seed"], "precision": speed["precision"],
             "valid_images": len(splits.valid[0]), "test_images": len(test_images),
+            "train_images": len(splits.train[0]), "hflip": s["hflip"],
             "images_per_second": speed["images_per_second"],
         },
     }
+    if s["dataset"] == "emoji":
+        card["emoji"] = emoji.description(s["image_size"], s["data"])
     if run.model.config.num_classes:
         # The unconditional number above is the honest one; this shows what a class adds.
         card["test_nll_nats_with_labels"] = mean_nll_nats(
@@ -543,7 +624,7 @@ def final_card(run: Run, splits: Splits, argv: list[str], speed: dict) -> dict:
 
 def prepare(argv: list[str]) -> tuple[Run, Splits]:
     given = given_settings(argv)
-    settings = {**DEFAULTS, **given}
+    settings = with_defaults(given)
     checkpoint = None
     if settings["resume"]:
         checkpoint = read_checkpoint(checkpoint_path(settings))
