@@ -21,6 +21,7 @@ samplers evaluate the same function.
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections import defaultdict
 from collections.abc import Iterator
@@ -309,7 +310,7 @@ class GatedStepper:
         xp, w = self.arrays, self.width
         single = c0 == c1
         if single and self.compiled is not None:
-            kernels.horizontal_column(c0, *self.compiled)
+            _run_kernel("horizontal_column", self.shape[0], c0, *self.compiled)
             return
         for depth, p in enumerate(self.layers):
             kw, hin = p["kw"], self.hin[depth]
@@ -345,7 +346,7 @@ class GatedStepper:
         B = self.shape[0]
         weight, bias = self.head2[channel]
         if self.compiled is not None:
-            out = kernels.head(self.compiled[-2], *self.compiled_head[channel])
+            out = _run_kernel("head", B, self.compiled[-2], *self.compiled_head[channel])
             return out[:, 0] if out.shape[1] == 1 else out
         skip = xp.matmul(self.gated.reshape(B, -1), self.skip_weight)
         skip += self.skip_bias
@@ -355,6 +356,28 @@ class GatedStepper:
         out += bias
         out = xp.to_numpy(out).astype(np.float64)
         return out[:, 0] if out.shape[1] == 1 else out
+
+
+# Several candidates run one per core. Numba's parallel kernels are launched by one thread at
+# a time (its fallback threading layer aborts the process on concurrent launches), so a
+# second completion running meanwhile takes the serial kernels; so does any machine where
+# no threading layer loads.
+_parallel_launch = threading.Lock()
+_parallel_works = True
+
+
+def _run_kernel(name: str, candidates: int, *args):
+    global _parallel_works
+    if candidates > 1 and _parallel_works and _parallel_launch.acquire(blocking=False):
+        try:
+            return getattr(kernels, "parallel_" + name)(*args)
+        except (ValueError, ImportError, RuntimeError) as error:
+            if "threading layer" not in str(error):
+                raise
+            _parallel_works = False
+        finally:
+            _parallel_launch.release()
+    return getattr(kernels, name)(*args)
 
 
 def _gated_steps(stepper: GatedStepper, task: SamplingTask) -> Iterator[PixelSample]:

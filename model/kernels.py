@@ -11,6 +11,7 @@ If Numba is not installed the sampler falls back to NumPy (same results, slower)
 from __future__ import annotations
 
 import math
+import types
 
 import numpy as np
 
@@ -23,31 +24,30 @@ AVAILABLE = numba is not None
 
 
 def _products(x, weights_t, out):
-    """out[b, o] = x[b] . weights_t[o] for every b and o.
+    """out[o] = x . weights_t[o] for every o, for one candidate.
 
     Four outputs at a time: four independent sums hide the latency of each fused
-    multiply-add, and each x[b, i] is loaded once for all four. Every index is a loop
+    multiply-add, and each x[i] is loaded once for all four. Every index is a loop
     counter (never negative), which spares the wrap-around checks that stop vectorisation.
     """
-    n_out = out.shape[1]
+    n_out = out.shape[0]
     blocked = n_out - n_out % 4
-    for b in range(x.shape[0]):
-        for o in range(0, blocked, 4):
-            v = x[b, 0]  # sums start in the arrays' own precision (float32: 8 lanes)
-            a0, a1, a2, a3 = v * weights_t[o, 0], v * weights_t[o + 1, 0], \
-                v * weights_t[o + 2, 0], v * weights_t[o + 3, 0]
-            for i in range(1, x.shape[1]):
-                v = x[b, i]
-                a0 += v * weights_t[o, i]
-                a1 += v * weights_t[o + 1, i]
-                a2 += v * weights_t[o + 2, i]
-                a3 += v * weights_t[o + 3, i]
-            out[b, o], out[b, o + 1], out[b, o + 2], out[b, o + 3] = a0, a1, a2, a3
-        for o in range(blocked, n_out):
-            acc = x[b, 0] * weights_t[o, 0]
-            for i in range(1, x.shape[1]):
-                acc += x[b, i] * weights_t[o, i]
-            out[b, o] = acc
+    for o in range(0, blocked, 4):
+        v = x[0]  # sums start in the arrays' own precision (float32: 8 lanes)
+        a0, a1, a2, a3 = v * weights_t[o, 0], v * weights_t[o + 1, 0], \
+            v * weights_t[o + 2, 0], v * weights_t[o + 3, 0]
+        for i in range(1, x.shape[0]):
+            v = x[i]
+            a0 += v * weights_t[o, i]
+            a1 += v * weights_t[o + 1, i]
+            a2 += v * weights_t[o + 2, i]
+            a3 += v * weights_t[o + 3, i]
+        out[o], out[o + 1], out[o + 2], out[o + 3] = a0, a1, a2, a3
+    for o in range(blocked, n_out):
+        acc = x[0] * weights_t[o, 0]
+        for i in range(1, x.shape[0]):
+            acc += x[i] * weights_t[o, i]
+        out[o] = acc
 
 
 # tanh(x) ~ x P(x^2) / Q(x^2) on |x| <= 9 (beyond it tanh is 1 to float32 precision): a
@@ -74,83 +74,107 @@ def _horizontal_column(col, hin, cins, kws, h_weights_t, link_rows, res_weights_
     Same maths as GatedStepper.horizontal: the b half of the pre-activation arrives halved,
     so tanh(a) * (1 + tanh(b/2)) is twice the gate, and the consumers' weights carry the
     1/2. `fast_tanh` (for float32) swaps libm's tanh for the rational fit above.
+    Candidates are independent, so each runs the same code on its own (and, in the
+    parallel build, on its own core): candidate k's arithmetic never depends on how many
+    candidates there are.
     """
     batch = gated.shape[0]
+    for b in numba_prange(batch):
+        _candidate_column(b, col, hin, cins, kws, h_weights_t, link_rows, res_weights_t,
+                          res_biases, gated, fast_tanh)
+
+
+def _candidate_column(b, col, hin, cins, kws, h_weights_t, link_rows, res_weights_t,
+                      res_biases, gated, fast_tanh):
     layers = hin.shape[0]
     width = gated.shape[1] // layers
-    pre = np.empty((batch, 2 * width), gated.dtype)
-    gate = np.empty((batch, width), gated.dtype)
-    residual = np.empty((batch, width), gated.dtype)
-    # Contiguous copies of the windows, zero-padded to the widest: the padding meets the
+    pre = np.empty(2 * width, gated.dtype)
+    gate = np.empty(width, gated.dtype)
+    residual = np.empty(width, gated.dtype)
+    # A contiguous copy of the window, zero-padded to the widest: the padding meets the
     # zero-padded weights, so every layer runs the same (vectorised) product.
-    window = np.zeros((batch, h_weights_t.shape[2]), gated.dtype)
+    window = np.zeros(h_weights_t.shape[2], gated.dtype)
     for layer in range(layers):
-        x = hin[layer]
+        x = hin[layer, b]
         cin = cins[layer]
         kw = kws[layer]
-        for b in range(batch):
-            for i in range(kw * cin):
-                window[b, i] = x[b, col * cin + i]
+        for i in range(kw * cin):
+            window[i] = x[col * cin + i]
         _products(window, h_weights_t[layer], pre)
-        link = link_rows[layer]
+        link = link_rows[layer, b]
         offset = col * 2 * width
-        for b in range(batch):
-            for o in range(2 * width):
-                pre[b, o] += link[b, offset + o]
+        for o in range(2 * width):
+            pre[o] += link[offset + o]
         # Separate loops for the two tanh's, so that the branch is not taken per element.
         if fast_tanh:
-            for b in range(batch):
-                for o in range(width):
-                    gate[b, o] = _fast_tanh(pre[b, o]) * (1.0 + _fast_tanh(pre[b, width + o]))
-        else:
-            for b in range(batch):
-                for o in range(width):
-                    gate[b, o] = math.tanh(pre[b, o]) * (1.0 + math.tanh(pre[b, width + o]))
-        for b in range(batch):
             for o in range(width):
-                gated[b, layer * width + o] = gate[b, o]
+                gate[o] = _fast_tanh(pre[o]) * (1.0 + _fast_tanh(pre[width + o]))
+        else:
+            for o in range(width):
+                gate[o] = math.tanh(pre[o]) * (1.0 + math.tanh(pre[width + o]))
+        for o in range(width):
+            gated[b, layer * width + o] = gate[o]
         if layer + 1 == layers:
             break
-        out = hin[layer + 1]
+        out = hin[layer + 1, b]
         base = (col + kws[layer + 1] - 1) * width
         if layer == 0:  # the first layer has no residual: its output is the gate itself
-            for b in range(batch):
-                for o in range(width):
-                    out[b, base + o] = 0.5 * gate[b, o]
+            for o in range(width):
+                out[base + o] = 0.5 * gate[o]
             continue
         _products(gate, res_weights_t[layer], residual)
         centre = (col + kw - 1) * width
-        for b in range(batch):
-            for o in range(width):
-                out[b, base + o] = x[b, centre + o] + res_biases[layer, o] + residual[b, o]
+        for o in range(width):
+            out[base + o] = x[centre + o] + res_biases[layer, o] + residual[o]
 
 
 def _head(gated, skip_weight_t, skip_bias, w1_t, b1, w2_t, b2):
     """The 1x1 output layers at one position: logits (B, outputs) for one channel."""
     batch = gated.shape[0]
-    skip = np.empty((batch, skip_weight_t.shape[0]), gated.dtype)
-    _products(gated, skip_weight_t, skip)
-    for b in range(batch):
-        for o in range(skip.shape[1]):
-            skip[b, o] = max(skip[b, o] + skip_bias[o], 0.0)
-    hidden = np.empty((batch, w1_t.shape[0]), gated.dtype)
-    _products(skip, w1_t, hidden)
-    for b in range(batch):
-        for o in range(hidden.shape[1]):
-            hidden[b, o] = max(hidden[b, o] + b1[o], 0.0)
     logits = np.empty((batch, w2_t.shape[0]), gated.dtype)
-    _products(hidden, w2_t, logits)
-    for b in range(batch):
+    for b in numba_prange(batch):
+        skip = np.empty(skip_weight_t.shape[0], gated.dtype)
+        _products(gated[b], skip_weight_t, skip)
+        for o in range(skip.shape[0]):
+            skip[o] = max(skip[o] + skip_bias[o], 0.0)
+        hidden = np.empty(w1_t.shape[0], gated.dtype)
+        _products(skip, w1_t, hidden)
+        for o in range(hidden.shape[0]):
+            hidden[o] = max(hidden[o] + b1[o], 0.0)
+        _products(hidden, w2_t, logits[b])
         for o in range(logits.shape[1]):
             logits[b, o] += b2[o]
     return logits
 
 
+numba_prange = range  # numba.prange in the parallel build; plain range when interpreted
+
+
+def _compiled(function, parallel: bool):
+    """`function` compiled, cached on disk where there is somewhere to write the cache.
+
+    The parallel build is compiled from a renamed copy: Numba names its cache files after
+    the function, and does not tell the two builds of one function apart when loading.
+    """
+    if parallel:
+        function = types.FunctionType(function.__code__, function.__globals__,
+                                      function.__name__ + "_parallel")
+    options = dict(nogil=True, fastmath=True, parallel=parallel)
+    try:
+        return numba.njit(cache=True, **options)(function)
+    except RuntimeError:  # no writable cache folder (e.g. a read-only install)
+        return numba.njit(**options)(function)
+
+
 if AVAILABLE:
-    _compile = numba.njit(cache=True, nogil=True, fastmath=True)
     _products = numba.njit(inline="always", fastmath=True)(_products)
     _fast_tanh = numba.njit(inline="always", fastmath=True)(_fast_tanh)
-    horizontal_column = _compile(_horizontal_column)
-    head = _compile(_head)
+    _candidate_column = numba.njit(inline="always", fastmath=True)(_candidate_column)
+    numba_prange = numba.prange
+    horizontal_column = _compiled(_horizontal_column, parallel=False)
+    head = _compiled(_head, parallel=False)
+    # One candidate per core. Compiled on first use (seconds, then cached on disk).
+    parallel_horizontal_column = _compiled(_horizontal_column, parallel=True)
+    parallel_head = _compiled(_head, parallel=True)
 else:  # pragma: no cover
-    horizontal_column = head = None
+    horizontal_column = head = parallel_horizontal_column = parallel_head = None

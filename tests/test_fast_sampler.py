@@ -4,6 +4,11 @@ import numpy as np
 import pytest
 import torch
 
+try:
+    import numba
+except ImportError:  # the compiled backend is then absent and its tests skip
+    numba = None
+
 from conftest import tiny_model
 from model import complete, kernels
 from model.distributions import probabilities
@@ -139,3 +144,31 @@ def test_unknown_backend_is_rejected():
     model, image = problem()
     with pytest.raises(ValueError, match="Unknown backend 'fortran'"):
         complete(model, image, None, backend="fortran")
+
+
+def _twice(x):
+    out = np.empty_like(x)
+    for i in numba.prange(len(x)):
+        out[i] = 2 * x[i]
+    return out
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="Numba is not installed")
+def test_kernels_still_compile_where_no_cache_can_be_written(monkeypatch):
+    from numba.core import caching
+
+    # As in a frozen app or a read-only install: Numba finds nowhere to keep its cache.
+    monkeypatch.setattr(caching.CacheImpl, "_locator_classes", [])
+    with pytest.raises(RuntimeError, match="cannot cache"):
+        numba.njit(cache=True)(_twice)
+    numbers = np.arange(5.0)
+    for parallel in (False, True):
+        np.testing.assert_array_equal(kernels._compiled(_twice, parallel)(numbers), 2 * numbers)
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="Numba is not installed")
+def test_the_serial_and_parallel_kernels_keep_separate_caches():
+    serial, parallel = kernels.horizontal_column, kernels.parallel_horizontal_column
+    assert serial.py_func.__name__ != parallel.py_func.__name__
+    assert serial.targetoptions.get("parallel") in (None, False)
+    assert parallel.targetoptions["parallel"]
