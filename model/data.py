@@ -247,3 +247,40 @@ def _find_idx_file(data_dir: Path, stem: str) -> Path:
         if candidate.is_file():
             return candidate
     raise DatasetError(f"{data_dir}: missing MNIST file {stem}.gz (or uncompressed {stem}).")
+
+
+# Choosing K for a grayscale model: how far each K's levels are from the original pixels.
+
+def quantization_error(images: np.ndarray, levels: int) -> dict:
+    """RMSE, mean and largest absolute error (in 0..255 pixel units) and PSNR (dB) of
+    quantizing uint8 `images` to `levels` gray levels and back."""
+    restored = dequantize(quantize(images, "gray", levels), levels).astype(np.float64)
+    error = restored - images.astype(np.float64)
+    rmse = float(np.sqrt((error ** 2).mean()))
+    return {"levels": levels, "rmse": rmse, "mean_abs": float(np.abs(error).mean()),
+            "max_abs": float(np.abs(error).max()),
+            "psnr_db": float("inf") if rmse == 0 else float(20 * np.log10(255 / rmse))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m model.data",
+        description="How faithfully K gray levels keep MNIST's pixels (validation split): "
+                    "the measurement behind a grayscale model's K.")
+    parser.add_argument("--data", required=True, help="directory of the MNIST IDX files")
+    parser.add_argument("--levels", type=int, nargs="+", default=[2, 4, 8, 16, 32])
+    args = parser.parse_args(argv)
+    images, _ = load_mnist(args.data, "valid")
+    print("| K | RMSE | mean abs. error | max abs. error | PSNR |")
+    print("| --- | --- | --- | --- | --- |")
+    for levels in args.levels:
+        e = quantization_error(images, levels)
+        print(f"| {levels} | {e['rmse']:.2f} | {e['mean_abs']:.2f} | {e['max_abs']:.0f} | "
+              f"{e['psnr_db']:.1f} dB |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

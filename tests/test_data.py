@@ -339,3 +339,22 @@ def test_dataset_bernoulli_binarisation_is_static(mnist_dir):
 def test_dataset_rejects_a_bad_mode_before_reading_files(tmp_path):
     with pytest.raises(ValueError, match=r"Unknown data mode 'colour'"):
         MnistDataset(tmp_path / "missing", "train", "colour")
+
+
+def test_quantization_error_shrinks_with_more_levels_and_is_exact_at_256():
+    from model.data import quantization_error
+
+    images = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    errors = [quantization_error(images, k)["rmse"] for k in (2, 4, 16, 256)]
+    assert errors == sorted(errors, reverse=True) and errors[-1] == 0
+    two = quantization_error(np.array([0, 100, 200, 255], np.uint8), 2)
+    assert two["max_abs"] == 100  # 100 becomes 0; 200 becomes 255 (55 off)
+
+
+def test_the_levels_command_prints_one_row_per_k(mnist_dir, capsys):
+    from model.data import main
+
+    assert main(["--data", str(mnist_dir), "--levels", "4", "16"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 4")
+            or line.startswith("| 16")]
+    assert len(rows) == 2 and rows[1].endswith("dB |")
