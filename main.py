@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from pathlib import Path
+import time
 
-SAMPLE_DIGIT = Path(__file__).resolve().parent / "resources" / "samples" / "digit-3.png"
+STARTED = time.monotonic()  # fallback for systems without /proc
 
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
@@ -18,20 +19,81 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
                         help="save a PNG of the window when the completion ends")
     parser.add_argument("--quit-after", type=float, metavar="SECONDS",
                         help="close the window after this many seconds")
+    parser.add_argument("--self-test", action="store_true",
+                        help="complete a digit with every bundled model, show the window "
+                             "and grab it; print 'self-test OK' and exit 0, else exit 1")
+    parser.add_argument("--time-startup", action="store_true",
+                        help="print how long the window took to appear and the model to "
+                             "load, counted from the start of the process, then quit")
     return parser.parse_args(argv)
 
 
+def seconds_since_process_start() -> float:
+    """Wall time since this process started (Linux: from /proc, which also counts the
+    interpreter's own start-up; elsewhere from this module's import)."""
+    try:
+        with open("/proc/self/stat") as stat:
+            started_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as uptime:
+            return float(uptime.read().split()[0]) - started_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.monotonic() - STARTED
+
+
+def report_startup(app, window) -> None:
+    """For --time-startup: one line when the window first paints, one when the model's
+    weights are in, then quit."""
+    from PySide6.QtCore import QEvent, QObject
+
+    class FirstPaint(QObject):
+        def eventFilter(self, watched, event):
+            if event.type() == QEvent.Type.Paint:
+                print(f"window shown after {seconds_since_process_start():.2f} s", flush=True)
+                watched.removeEventFilter(self)
+            return False
+
+    painted = FirstPaint(window)
+    window.installEventFilter(painted)
+
+    def loaded(*_):
+        print(f"model loaded after {seconds_since_process_start():.2f} s", flush=True)
+        window.undo_stack.setClean()
+        window.close()
+
+    def failed(message):
+        print(f"model failed to load: {message}", flush=True)
+        app.exit(1)
+
+    window.loader.loaded.connect(loaded)
+    window.loader.failed.connect(failed)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parse_arguments(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["complete"]:  # the headless command line: no Qt is imported on this path
+        from model.cli import main as complete
+
+        return complete(argv[1:])
+    args = parse_arguments(argv)
     from PySide6.QtCore import QTimer
+    from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
     from gui.main_window import MainWindow, start_demo
+    from model.registry import APP_ICON, SAMPLE_DIGIT
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("PixelCNN Studio")
     app.setOrganizationName("PixelCNN Studio")
-    window = MainWindow(args.model)
+    app.setWindowIcon(QIcon(str(APP_ICON)))
+    app.setDesktopFileName("pixelcnn-studio")  # resources/pixelcnn-studio.desktop
+    if args.self_test:
+        from gui.selftest import run_self_test
+
+        return run_self_test()
+    window = MainWindow(args.model, load_in_background=True)
+    if args.time_startup:
+        report_startup(app, window)
     window.show()
     if args.screenshot:
         def save_screenshot():

@@ -19,11 +19,13 @@ class CandidateGallery(QWidget):
         super().__init__(parent)
         self.images: np.ndarray | None = None  # (N, C, H, W)
         self.levels = 2
+        self.chosen: int | None = None  # framed: the candidate hole-aware completion kept
         self.setMinimumHeight(120)
         self.setToolTip("Click a candidate to adopt it")
 
-    def show_candidates(self, images: np.ndarray | None, levels: int) -> None:
-        self.images, self.levels = images, levels
+    def show_candidates(self, images: np.ndarray | None, levels: int,
+                        chosen: int | None = None) -> None:
+        self.images, self.levels, self.chosen = images, levels, chosen
         self.setVisible(images is not None and len(images) > 1)
         self.update()
 
@@ -45,9 +47,11 @@ class CandidateGallery(QWidget):
             return
         for k, cell in enumerate(self._cells()):
             painter.drawImage(cell, to_qimage(self.images[k], self.levels))
-            painter.setPen(QPen(QColor("#888888"), 1))
+            kept = k == self.chosen
+            painter.setPen(QPen(QColor("#f2c12e") if kept else QColor("#888888"), 3 if kept else 1))
             painter.drawRect(cell)
-            painter.drawText(cell.adjusted(3, 1, 0, 0), Qt.AlignmentFlag.AlignTop, str(k + 1))
+            label = f"{k + 1} kept" if kept else str(k + 1)
+            painter.drawText(cell.adjusted(3, 1, 0, 0), Qt.AlignmentFlag.AlignTop, label)
 
     def mouseReleaseEvent(self, event) -> None:
         for k, cell in enumerate(self._cells()):

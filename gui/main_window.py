@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QSettings, Qt, QTimer, Slot
+from PySide6.QtCore import QObject, QSettings, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (
     QApplication,
@@ -19,8 +20,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from model import ModelFileError, load_model, read_card
-from model.distributions import pixel_surprise
+# Only torch-free parts of the model package at import time: the window is shown first and
+# PyTorch is loaded with the model's weights (in the background when the app starts).
+from model.card import ModelFileError, read_card
 from model.registry import DEFAULT_MODEL, bundled_models, resolve_model
 
 from .canvas import PixelCanvas
@@ -29,13 +31,59 @@ from .gallery import CandidateGallery
 from .image_io import ImageFileError, load_image, save_gif, save_png
 from .insight import DistributionView
 from .options import OPEN_MODEL, OptionsPanel
+from .palette import ColourPen
 from .worker import CompletionRunner
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.gif)"
 
 
+class ModelLoader(QObject):
+    """Loads a model's weights (importing PyTorch on the way) in a background thread."""
+
+    loaded = Signal(object, str, object)  # model, name, card
+    failed = Signal(str)
+
+    def __init__(self, parent: QObject):
+        super().__init__(parent)
+        self.thread: threading.Thread | None = None
+        # True from start() until the outcome's signal is handled in the GUI thread (not
+        # until the thread ends: its queued signal may still be on its way then).
+        self.pending = False
+        self.loaded.connect(self._settle)  # connected first, so it runs before the others
+        self.failed.connect(self._settle)
+
+    def start(self, path: Path, name: str, card: dict) -> None:
+        self.pending = True
+        self.thread = threading.Thread(target=self._load, args=(path, name, card),
+                                       name="model loader", daemon=True)
+        self.thread.start()
+
+    def _load(self, path: Path, name: str, card: dict) -> None:
+        try:
+            from model.io import load_model
+
+            model = load_model(path)
+        except (ModelFileError, OSError) as error:
+            self.failed.emit(str(error))
+        except Exception as error:  # noqa: BLE001 - anything else is reported, not lost
+            self.failed.emit(f"{path}: {error}")
+        else:
+            self.loaded.emit(model, name, card)
+
+    @Slot()
+    def _settle(self, *_) -> None:
+        self.pending = False
+
+    def wait(self, seconds: float = 30.0) -> None:
+        if self.thread is not None:
+            self.thread.join(seconds)
+
+
 class MainWindow(QMainWindow):
-    def __init__(self, model_name: str | None = None):
+    def __init__(self, model_name: str | None = None, *, load_in_background: bool = False):
+        """`load_in_background`: lay out the canvas from the model's card at once and load
+        its weights in a thread, so the window shows before PyTorch is imported (the app's
+        start-up); Complete pressed meanwhile runs when they arrive."""
         super().__init__()
         self.setWindowTitle("PixelCNN Studio")
         self.setAcceptDrops(True)
@@ -49,6 +97,10 @@ class MainWindow(QMainWindow):
         self.last_frames: list[np.ndarray] = []
         self.candidate_images: np.ndarray | None = None
         self.completion_finished_callbacks = []
+        self.loader = ModelLoader(self)
+        self.run_candidates = 1  # of the current or last completion
+        self.chosen_candidate: int | None = None  # the one hole-aware completion kept
+        self.complete_when_loaded = False
 
         self.canvas = PixelCanvas(self.undo_stack)
         self.setCentralWidget(self.canvas)
@@ -63,7 +115,7 @@ class MainWindow(QMainWindow):
         self._create_status_bar()
         self._connect()
         self._read_settings()
-        self.open_model(model_name or self._initial_model())
+        self.open_model(model_name or self._initial_model(), background=load_in_background)
 
     # -- construction -------------------------------------------------------------------
 
@@ -105,6 +157,9 @@ class MainWindow(QMainWindow):
         self.surprise_action = self._action("&Surprise heatmap", self.refresh_surprise, "Ctrl+H",
                                             "Shade each known pixel by how unlikely the model "
                                             "finds it", checkable=True)
+        self.how_it_works_action = self._action("How it &works", self.show_how_it_works, None,
+                                                "What the model sees from the pixel under the "
+                                                "mouse, its masks and raster order")
         self.complete_action = self._action("&Complete", self.complete, "Space",
                                             "Sample every unknown pixel in raster order")
         self.stop_action = self._action("&Stop", self.stop, "Esc", "Stop the completion")
@@ -129,7 +184,7 @@ class MainWindow(QMainWindow):
             "&Edit": [self.undo_action, self.redo_action, None, self.paste_action, None,
                       *self.tool_actions.values(), None, self.clear_action, self.invert_action,
                       self.erase_all_action],
-            "&View": [self.grid_action, self.surprise_action],
+            "&View": [self.grid_action, self.surprise_action, self.how_it_works_action],
             "&Complete": [self.complete_action, self.stop_action],
             "&Help": [self.about_action],
         }
@@ -157,6 +212,11 @@ class MainWindow(QMainWindow):
         self.brush_box.valueChanged.connect(self.canvas.set_brush_size)
         self.canvas.brush_size_changed.connect(self.brush_box.setValue)
         tools.addWidget(self.brush_box)
+        # Colour models only (see _show_colour_pen): swatches and a picker for the pen.
+        self.colour_pen = ColourPen()
+        self.colour_pen.colour_chosen.connect(self.canvas.set_pen_colour)
+        self.colour_pen_action = tools.addWidget(self.colour_pen)
+        self.colour_pen_action.setVisible(False)
         tools.addSeparator()
         tools.addAction(self.undo_action)
         tools.addAction(self.redo_action)
@@ -193,6 +253,8 @@ class MainWindow(QMainWindow):
         self.runner.progressed.connect(self._samples_arrived)
         self.runner.finished.connect(self._completion_finished)
         self.runner.failed.connect(self._completion_failed)
+        self.loader.loaded.connect(self._model_loaded)
+        self.loader.failed.connect(self._model_failed)
         self.undo_stack.cleanChanged.connect(self._update_title)
 
     # -- settings -----------------------------------------------------------------------
@@ -228,36 +290,78 @@ class MainWindow(QMainWindow):
 
     # -- model --------------------------------------------------------------------------
 
-    def open_model(self, name_or_path: str) -> bool:
+    def open_model(self, name_or_path: str, background: bool = False) -> bool:
+        """Switch to a model; False (after a dialog) if it cannot be read. In the
+        background, only its card is read here and the weights arrive later."""
         if not name_or_path:
             self.statusBar().showMessage("No bundled model found: open one from File.")
             self.complete_action.setEnabled(False)
             self.canvas.set_drawing(Drawing(1, 28, 28, 2))
             return False
+        if self.loader.pending:
+            return False
+        name = Path(str(name_or_path)).stem
         try:
             path = resolve_model(name_or_path)
-            model = load_model(path)
             card = read_card(path)
+            if not background:
+                from model.io import load_model
+
+                model = load_model(path)
         except (ModelFileError, OSError) as error:
-            QMessageBox.critical(self, "Cannot open model", str(error))
-            if self.model is not None:
-                self.options.set_model(self.model_name, self.model.config.num_classes,
-                                       self.model.config.levels)
+            self._model_failed(str(error))
             return False
+        self._lay_out_for(card["config"], name)
+        if background:  # Complete stays enabled: pressed meanwhile, it waits for the weights
+            self.complete_action.setEnabled(True)
+            self.statusBar().showMessage(f"Loading model {name}…")
+            self.loader.start(path, name, card)
+        else:
+            self._model_loaded(model, name, card)
+        return True
+
+    def _lay_out_for(self, cfg, name: str) -> None:
+        """Canvas and options for a model's config (its weights may still be loading)."""
         old = self.canvas.drawing
-        cfg = model.config
-        self.model, self.model_name, self.card = model, Path(str(name_or_path)).stem, card
         if old is None or (old.values.shape != (cfg.channels, cfg.height, cfg.width)
                            or old.levels != cfg.levels):
             self.canvas.set_drawing(Drawing(cfg.channels, cfg.height, cfg.width, cfg.levels))
             self.undo_stack.clear()
-        self.options.set_model(self.model_name, cfg.num_classes, cfg.levels)
+        self.options.set_model(name, cfg.num_classes, cfg.levels)
+        self._show_colour_pen(cfg)
         self.canvas.set_pen_value(self.options.pen_level)
+
+    def _show_colour_pen(self, cfg) -> None:
+        """A colour model draws with the colour pen (white to begin with), a grey one with
+        the options' pen level."""
+        colour = cfg.channels == 3
+        self.colour_pen_action.setVisible(colour)
+        self.options.pen_box.setEnabled(not colour and cfg.levels > 2)
+        if colour:
+            self.colour_pen.set_levels(cfg.levels)
+            self.canvas.set_pen_colour(self.colour_pen.colour)
+
+    @Slot(object, str, object)
+    def _model_loaded(self, model, name: str, card: dict) -> None:
+        cfg = model.config
+        self.model, self.model_name, self.card = model, name, card
         self.complete_action.setEnabled(True)
-        self.statusBar().showMessage(f"Model {self.model_name}: {cfg.architecture}, "
+        self.statusBar().showMessage(f"Model {name}: {cfg.architecture}, "
                                      f"{cfg.height}x{cfg.width}, {cfg.levels} levels.", 5000)
         self.refresh_surprise()
-        return True
+        if self.complete_when_loaded:
+            self.complete_when_loaded = False
+            self.complete()
+
+    @Slot(str)
+    def _model_failed(self, message: str) -> None:
+        self.complete_when_loaded = False
+        QMessageBox.critical(self, "Cannot open model", message)
+        if self.model is not None:  # back to the model in use, as the options show it
+            self._lay_out_for(self.model.config, self.model_name)
+            self.complete_action.setEnabled(True)
+        else:
+            self.statusBar().showMessage("No model loaded: choose or open one.")
 
     @Slot(str)
     def _model_chosen(self, name: str) -> None:
@@ -288,6 +392,10 @@ class MainWindow(QMainWindow):
     @Slot()
     def complete(self) -> None:
         drawing = self.canvas.drawing
+        if self.loader.pending:
+            self.complete_when_loaded = True
+            self.statusBar().showMessage("Completing as soon as the model is loaded…")
+            return
         if self.model is None or self.runner.is_running():
             return
         if drawing.unknown_count() == 0:
@@ -296,13 +404,18 @@ class MainWindow(QMainWindow):
         self.before_completion = drawing.snapshot()
         self.completion_frames = [drawing.values.copy()]
         self.candidate_images = None
+        # Hole-aware: N candidates in one batch, then the one that fits the whole picture.
+        rerank = self.options.rerank_for(drawing.known)
+        self.chosen_candidate = None
+        self.run_candidates = rerank[0] if rerank else self.options.candidates
         try:
             self.runner.start(
                 model=self.model, image=drawing.values.copy(), known=drawing.known.copy(),
-                sampler=self.options.sampler, candidates=self.options.candidates,
+                sampler=self.options.sampler, candidates=self.run_candidates,
                 temperature=self.options.temperature, seed=self.options.seed,
                 class_label=self.options.class_label, device=None,
-                pixels_per_second=self.options.pixels_per_second)
+                pixels_per_second=self.options.pixels_per_second,
+                rank_method=rerank[1] if rerank else None)
         except (RuntimeError, ValueError) as error:
             QMessageBox.critical(self, "Cannot complete", str(error))
             return
@@ -323,12 +436,14 @@ class MainWindow(QMainWindow):
         for s in samples:
             if s.candidate == 0:
                 drawing.values[s.channel, s.row, s.col] = s.value
+                drawing.known[s.row, s.col] = True  # shown as it is drawn, R then G then B
                 last = s
         if last is not None:
             self.canvas.set_cursor_position(last.row, last.col)
-            self.insight.show_distribution(last.probs, last.value, last.row, last.col)
+            self.insight.show_distribution(last.probs, last.value, last.row, last.col,
+                                           last.channel, drawing.channels)
             self.completion_frames.append(drawing.values.copy())
-        if self.options.candidates > 1:
+        if self.run_candidates > 1:
             self.candidate_images = self.runner.images
             self.gallery.show_candidates(self.candidate_images, drawing.levels)
         rate = self.runner.measured_pixels_per_second
@@ -342,27 +457,36 @@ class MainWindow(QMainWindow):
             return
         drawing = self.canvas.drawing
         images = self.runner.images
+        ranked = self.runner.ranked
+        message = ("Stopped; what was sampled is kept (Ctrl+Z undoes it)." if stopped
+                   else "Completed.")
         if images is not None and len(images):
             self.candidate_images = images
-            sampled = self._sampled_mask(images[0])
-            drawing.values[:] = images[0]
-            drawing.known |= sampled
+            chosen = 0 if ranked is None else ranked.index
+            sampled = self._sampled_mask(images[chosen])
+            drawing.values[:] = images[chosen]
+            # Not |=: a pixel whose R or G was shown but whose B was not drawn stays unknown.
+            drawing.known[:] = self.before_completion[1] | sampled
+            if ranked is not None:
+                self.chosen_candidate = chosen
+                how = "the most likely" if ranked.method == "best" else "resampled"
+                message = (f"Completed, hole-aware: kept candidate {chosen + 1} of "
+                           f"{len(images)} ({how}; log p of the whole picture "
+                           f"{ranked.image_loglik[chosen]:.1f} nats).")
         after = drawing.snapshot()
         self.undo_stack.push(DrawingEdit(drawing, self.before_completion, after,
                                          "Stopped completion" if stopped else "Completion",
                                          self.canvas.update))
         self.last_frames = self.completion_frames + [drawing.values.copy()]
         self.before_completion = None
-        self._end_completion("Stopped; what was sampled is kept (Ctrl+Z undoes it)." if stopped
-                             else "Completed.")
+        self._end_completion(message)
         for callback in self.completion_finished_callbacks:
             callback()
 
     def _sampled_mask(self, image: np.ndarray) -> np.ndarray:
         """Pixels the completion wrote: unknown before, and reached in raster order."""
         before_known = self.before_completion[1]
-        done_pixels = self.runner.done // max(1, self.options.candidates *
-                                              image.shape[0])
+        done_pixels = self.runner.done // max(1, self.run_candidates * image.shape[0])
         unknown = np.flatnonzero(~before_known.ravel())[:done_pixels]
         mask = np.zeros(before_known.size, bool)
         mask[unknown] = True
@@ -384,8 +508,9 @@ class MainWindow(QMainWindow):
         self.canvas.clear_cursor_position()
         self.complete_action.setEnabled(True)
         self.stop_action.setEnabled(False)
-        self.gallery.show_candidates(self.candidate_images if self.options.candidates > 1
-                                     else None, self.canvas.drawing.levels)
+        self.gallery.show_candidates(self.candidate_images if self.run_candidates > 1
+                                     else None, self.canvas.drawing.levels,
+                                     chosen=self.chosen_candidate)
         self.statusBar().showMessage(message, 6000)
         self.canvas.update()
         self.refresh_surprise()
@@ -408,10 +533,24 @@ class MainWindow(QMainWindow):
         if not self.surprise_action.isChecked() or self.model is None:
             self.canvas.set_overlay(None)
             return
+        from model.distributions import pixel_surprise
+
         drawing = self.canvas.drawing
         nats = pixel_surprise(self.model, drawing.values, self.options.class_label)
         nats = np.where(drawing.known, nats, 0.0)
         self.canvas.set_overlay(np.clip(nats / max(1e-6, np.log(drawing.levels) * 2), 0, 1))
+
+    @Slot()
+    def show_how_it_works(self) -> None:
+        # Imported on first use: nothing in it is needed to start the app.
+        from .how_it_works import HowItWorksWindow
+
+        window = self.findChild(HowItWorksWindow)
+        if window is None:
+            window = HowItWorksWindow(self.canvas, lambda: self.model, self)
+        window.show()
+        window.raise_()
+        window.activateWindow()
 
     @Slot()
     def _drawing_edited(self) -> None:
@@ -540,6 +679,7 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self.runner.shutdown()
+        self.loader.wait()  # a model half loaded must not outlive the window's objects
         self._write_settings()
         event.accept()
 

@@ -1,4 +1,5 @@
-"""The options side panel: model, class, temperature, seed, candidates, speed."""
+"""The options side panel: model, class, temperature, seed, candidates, hole-aware
+completion, speed."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 OPEN_MODEL = "Open model…"
+HOLE_AWARE_CHOICES = ("Auto", "On", "Off")  # Auto: on when known pixels follow a hole
 MAX_SPEED = 1000  # pixels per second at the slow end of "instant"
 
 
@@ -61,6 +63,25 @@ class OptionsPanel(QWidget):
         self.candidates_box.setToolTip("Sample several completions side by side")
         form.addRow("Candidates", self.candidates_box)
 
+        self.hole_aware_box = QComboBox()
+        self.hole_aware_box.addItems(HOLE_AWARE_CHOICES)
+        self.hole_aware_box.setToolTip(
+            "Sample several completions and keep the one that fits the whole picture, "
+            "including known pixels below and right of a hole. Auto: whenever there are any")
+        form.addRow("Hole-aware", self.hole_aware_box)
+        self.rerank_box = QSpinBox()
+        self.rerank_box.setRange(2, 32)
+        self.rerank_box.setValue(16)
+        self.rerank_box.setToolTip("How many completions hole-aware completion compares")
+        self.rerank_method_box = QComboBox()
+        self.rerank_method_box.addItem("keep the best", "best")
+        self.rerank_method_box.addItem("resample", "resample")
+        self.rerank_method_box.setToolTip(
+            "Best: the most likely whole picture. Resample: draw one in proportion to how "
+            "well it explains the pixels after the hole (a sample of the true posterior)")
+        form.addRow("  of", self.rerank_box)
+        form.addRow("  and", self.rerank_method_box)
+
         self.speed_slider = QSlider(Qt.Orientation.Horizontal)
         self.speed_slider.setRange(0, 100)  # logarithmic: 1 .. 1000 px/s, 100 = instant
         self.speed_slider.setValue(100)
@@ -81,6 +102,8 @@ class OptionsPanel(QWidget):
         for signal in (self.class_box.currentIndexChanged, self.temperature_box.valueChanged,
                        self.fixed_seed_box.toggled, self.seed_box.valueChanged,
                        self.candidates_box.valueChanged, self.speed_slider.valueChanged,
+                       self.hole_aware_box.currentIndexChanged, self.rerank_box.valueChanged,
+                       self.rerank_method_box.currentIndexChanged,
                        self.sampler_box.currentIndexChanged, self.pen_box.valueChanged):
             signal.connect(self.changed)
         self._show_speed()
@@ -121,6 +144,19 @@ class OptionsPanel(QWidget):
     def candidates(self) -> int:
         return self.candidates_box.value()
 
+    def rerank_for(self, known) -> tuple[int, str] | None:
+        """(N, method) when hole-aware completion applies to this known-pixel mask; Auto
+        turns it on only when a known pixel follows the first unknown one in raster order."""
+        choice = self.hole_aware_box.currentText()
+        if choice == "Off":
+            return None
+        if choice == "Auto":
+            from model.rerank import reranking_matters
+
+            if not reranking_matters(known):
+                return None
+        return self.rerank_box.value(), self.rerank_method_box.currentData()
+
     @property
     def pixels_per_second(self) -> float:
         """0 means as fast as the sampler goes."""
@@ -148,7 +184,10 @@ class OptionsPanel(QWidget):
         """What QSettings keeps between runs."""
         return {"temperature": self.temperature, "fixed_seed": self.fixed_seed_box.isChecked(),
                 "seed": self.seed_box.value(), "candidates": self.candidates,
-                "speed": self.speed_slider.value(), "sampler": self.sampler}
+                "speed": self.speed_slider.value(), "sampler": self.sampler,
+                "hole_aware": self.hole_aware_box.currentText(),
+                "rerank": self.rerank_box.value(),
+                "rerank_method": self.rerank_method_box.currentData()}
 
     def restore_state(self, state: dict) -> None:
         try:
@@ -158,5 +197,9 @@ class OptionsPanel(QWidget):
             self.candidates_box.setValue(int(state.get("candidates", 1)))
             self.speed_slider.setValue(int(state.get("speed", 100)))
             self.sampler_box.setCurrentText(str(state.get("sampler", "fast")))
+            self.hole_aware_box.setCurrentText(str(state.get("hole_aware", "Auto")))
+            self.rerank_box.setValue(int(state.get("rerank", 16)))
+            method = self.rerank_method_box.findData(str(state.get("rerank_method", "best")))
+            self.rerank_method_box.setCurrentIndex(max(0, method))
         except (TypeError, ValueError):
             pass  # settings from another version: keep the defaults

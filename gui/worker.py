@@ -15,12 +15,16 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, QTimer, Signal, Slot
 
-from model import complete
+if TYPE_CHECKING:
+    import torch
+
+# torch and the samplers are imported where they are used, in the worker's thread: the
+# window is shown before they are loaded (see MainWindow's background model loading).
 
 DRAIN_INTERVAL_MS = 16  # about 60 Hz, the rate a screen can show anyway
 SPEED_WINDOW_S = 1.0  # measured speed is the average over about this long
@@ -33,6 +37,8 @@ def describe_device(device: torch.device) -> str:
 
 def failure_message(error: BaseException) -> str:
     """What went wrong, in a sentence a user can act on."""
+    import torch  # loaded by now: the error came from a completion
+
     detail = str(error) or type(error).__name__
     if isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in detail.lower():
         return ("Completion failed: the device ran out of memory. Try fewer candidates or "
@@ -53,9 +59,12 @@ class CompletionWorker(QObject):
 
     def __init__(self, model, image, known, *, sampler: str = "fast", candidates: int = 1,
                  temperature: float = 1.0, seed: int | None = None, class_label=None,
-                 device=None, pixels_per_second: float | None = None):
+                 device=None, pixels_per_second: float | None = None,
+                 rank_method: str | None = None):
         super().__init__()
         self._model = model
+        self._rank_method = rank_method
+        self.ranked = None  # with rank_method: model.rerank.Reranked once the run is done
         self._image = image
         self._known = known
         self._options = dict(sampler=sampler, candidates=candidates, temperature=temperature,
@@ -125,12 +134,22 @@ class CompletionWorker(QObject):
         """Build the completion and sample it; True when it stopped on request."""
         if self.is_stop_requested():  # stopped before it began (e.g. a quick shutdown)
             return True
+        from model import complete
+
         completion = complete(self._model, self._image, self._known, **self._options)
         try:
             self.device_name = describe_device(completion.device)
             self.seed = completion.seed
             self.started.emit()
-            return self._sample_all(completion)
+            stopped = self._sample_all(completion)
+            if not stopped and self._rank_method is not None:
+                # One batched forward pass over the finished candidates, still off the GUI.
+                from model.rerank import rank
+
+                self.ranked = rank(self._model, completion.images, completion.task.known,
+                                   method=self._rank_method, seed=completion.seed,
+                                   class_label=self._options["class_label"])
+            return stopped
         finally:
             completion.close()  # frees the sampler's caches now rather than at collection
 
@@ -164,6 +183,8 @@ class CompletionWorker(QObject):
     @staticmethod
     def _release_device_memory(error: Exception) -> None:
         # After an out-of-memory error the cached blocks only get in the next run's way.
+        import torch
+
         if isinstance(error, torch.cuda.OutOfMemoryError) and torch.cuda.is_available():
             torch.cuda.empty_cache()
 
@@ -198,6 +219,7 @@ class CompletionRunner(QObject):
         self._speed = 0.0
         self._device_name: str | None = None
         self._seed: int | None = None
+        self._ranked = None
         self._progress_marks: deque = deque()  # (time, pixels done) at recent drains
         self._drain_timer = QTimer(self)
         self._drain_timer.setInterval(DRAIN_INTERVAL_MS)
@@ -211,11 +233,14 @@ class CompletionRunner(QObject):
 
     def start(self, model, image, known, *, sampler: str = "fast", candidates: int = 1,
               temperature: float = 1.0, seed: int | None = None, class_label=None,
-              device=None, pixels_per_second: float | None = None) -> None:
+              device=None, pixels_per_second: float | None = None,
+              rank_method: str | None = None) -> None:
         """Start completing the unknown pixels in the background.
 
         `pixels_per_second` paces it (0: as fast as possible); None keeps the speed last
-        given to `set_speed`. Problems with the model or options arrive as `failed`.
+        given to `set_speed`. With `rank_method` ("best" or "resample") the finished
+        candidates are scored on the whole image and `ranked` says which one to keep.
+        Problems with the model or options arrive as `failed`.
         """
         if self.is_running():
             raise RuntimeError("A completion is already running; stop it before starting "
@@ -224,9 +249,11 @@ class CompletionRunner(QObject):
             self.set_speed(pixels_per_second)
         self._reset_progress(model, image, known, candidates)
         self._seed = seed
+        self._ranked = None
         worker = CompletionWorker(model, image, known, sampler=sampler, candidates=candidates,
                                   temperature=temperature, seed=seed, class_label=class_label,
-                                  device=device, pixels_per_second=self._speed)
+                                  device=device, pixels_per_second=self._speed,
+                                  rank_method=rank_method)
         worker_thread = QThread()
         worker_thread.setObjectName("completion")
         worker.moveToThread(worker_thread)
@@ -317,6 +344,12 @@ class CompletionRunner(QObject):
         return self._seed
 
     @property
+    def ranked(self):
+        """The last run's model.rerank.Reranked, when it was started with a rank_method
+        and ran to the end; else None."""
+        return self._ranked
+
+    @property
     def worker(self) -> CompletionWorker | None:
         return self._worker
 
@@ -392,6 +425,7 @@ class CompletionRunner(QObject):
         worker = self._worker
         self._device_name = worker.device_name or self._device_name
         self._seed = worker.seed if worker.seed is not None else self._seed
+        self._ranked = worker.ranked
         self._worker = self._worker_thread = None
         kind, result = worker.outcome or ("finished", True)
         if kind == "failed":

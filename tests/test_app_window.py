@@ -127,3 +127,119 @@ def test_a_bad_model_file_shows_a_dialog_and_keeps_the_current_model(window, tmp
 def test_command_line_options():
     args = parse_arguments(["--demo", "--screenshot", "x.png", "--quit-after", "1.5"])
     assert args.demo and args.screenshot == "x.png" and args.quit_after == 1.5
+
+
+@pytest.fixture
+def tiny_files(tmp_path, monkeypatch):
+    """A tiny model saved as if bundled (8x8, 3 classes); yields its directory."""
+    monkeypatch.setattr(main_window_module, "bundled_models", lambda: ["tiny"])
+    save_model(tiny_model(height=8, width=8, num_classes=3), tmp_path / "tiny",
+               data_mode="threshold")
+    monkeypatch.setattr(main_window_module, "resolve_model",
+                        lambda name: tmp_path / f"{name}.safetensors" if name == "tiny"
+                        else Path(name))
+    return tmp_path
+
+
+def close(window):
+    window.undo_stack.setClean()
+    window.close()
+
+
+def test_at_start_up_the_canvas_is_ready_from_the_card_before_the_weights_load(
+        qtbot, tiny_files):
+    w = MainWindow("tiny", load_in_background=True)
+    qtbot.addWidget(w)
+    # Laid out from the JSON card at once: the user can draw while torch loads.
+    assert w.canvas.drawing.values.shape == (1, 8, 8)
+    with qtbot.waitSignal(w.loader.loaded, timeout=30000):
+        pass
+    assert w.model is not None and w.model.config.height == 8
+    assert w.complete_action.isEnabled()
+    close(w)
+
+
+def test_complete_pressed_while_the_weights_load_runs_once_they_arrive(qtbot, tiny_files):
+    w = MainWindow("tiny", load_in_background=True)
+    qtbot.addWidget(w)
+    w.canvas.drawing.known[4:] = False
+    with qtbot.waitSignal(w.runner.finished, timeout=30000):
+        w.complete()  # before the weights are in (or just after: both must complete)
+    assert w.canvas.drawing.known.all()
+    close(w)
+
+
+def test_weights_that_fail_to_load_in_the_background_give_a_dialog_and_keep_the_drawing(
+        qtbot, tiny_files, monkeypatch):
+    shown = []
+    monkeypatch.setattr(QMessageBox, "critical", lambda *args: shown.append(args[2]))
+    weights = tiny_files / "tiny.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated
+    w = MainWindow("tiny", load_in_background=True)
+    qtbot.addWidget(w)
+    w.canvas.drawing.values[0, 0, :3] = 1
+    with qtbot.waitSignal(w.loader.failed, timeout=30000):
+        pass
+    qtbot.waitUntil(lambda: bool(shown))
+    assert "tiny.safetensors" in shown[0]
+    assert w.model is None
+    assert w.canvas.drawing.values[0, 0, :3].tolist() == [1, 1, 1]
+    w.complete()  # nothing to complete with: a no-op, not a crash
+    assert not w.runner.is_running()
+    close(w)
+
+
+def test_time_startup_reports_the_window_then_the_model(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(tmp_path))
+    result = subprocess.run([sys.executable, str(root / "main.py"), "--time-startup"],
+                            capture_output=True, text=True, env=env, timeout=300, cwd=root)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if "after" in line]
+    assert lines[0].startswith("window shown after") and lines[1].startswith("model loaded")
+    shown, loaded = (float(line.split("after ")[1].split(" s")[0]) for line in lines[:2])
+    assert 0 < shown <= loaded
+
+
+def central_hole(window):
+    d = window.canvas.drawing
+    d.values[0] = np.eye(8, dtype=np.uint8)
+    d.known[2:5, 2:6] = False
+    d.values[:, 2:5, 2:6] = 0
+
+
+def test_a_hole_with_known_pixels_after_it_is_completed_hole_aware_by_default(window, qtbot):
+    central_hole(window)
+    window.options.rerank_box.setValue(6)
+    before_values, before_known = window.canvas.drawing.snapshot()
+    with qtbot.waitSignal(window.runner.finished, timeout=30000):
+        window.complete()
+    ranked = window.runner.ranked
+    assert ranked is not None and len(ranked.candidates) == 6 and ranked.method == "best"
+    assert ranked.index == int(np.argmax(ranked.image_loglik))
+    values, known = window.canvas.drawing.snapshot()
+    assert known.all()
+    assert np.array_equal(values, ranked.image)  # the kept candidate is on the canvas
+    assert np.array_equal(values[:, before_known], before_values[:, before_known])
+    assert window.gallery.isVisibleTo(window) and window.gallery.chosen == ranked.index
+    assert "hole-aware" in window.statusBar().currentMessage()
+
+
+def test_hole_aware_completion_stays_off_without_known_pixels_after_the_hole(window, qtbot):
+    erase_bottom(window)
+    window.options.rerank_box.setValue(6)
+    with qtbot.waitSignal(window.runner.finished, timeout=30000):
+        window.complete()
+    assert window.runner.ranked is None and window.run_candidates == 1
+
+
+def test_hole_aware_completion_can_be_turned_off(window, qtbot):
+    central_hole(window)
+    window.options.hole_aware_box.setCurrentText("Off")
+    with qtbot.waitSignal(window.runner.finished, timeout=30000):
+        window.complete()
+    assert window.runner.ranked is None and window.canvas.drawing.known.all()

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-import gui.worker
+import model as model_package
 from conftest import tiny_model
 from gui.worker import CompletionRunner, CompletionWorker
 from model import complete
@@ -77,7 +77,8 @@ def test_sampling_happens_outside_the_gui_thread(qtbot, runner, monkeypatch):
         threads.append(threading.current_thread())
         return complete(*args, **kwargs)
 
-    monkeypatch.setattr(gui.worker, "complete", recording_complete)
+    # The worker imports the samplers in its own thread, from the model package.
+    monkeypatch.setattr(model_package, "complete", recording_complete)
     with qtbot.waitSignal(runner.finished, timeout=20_000):
         runner.start(tiny_model(), half_digit(), top_rows_known(3))
     assert threads and threads[0] is not threading.main_thread()
@@ -158,7 +159,7 @@ def test_running_out_of_device_memory_is_reported_clearly(qtbot, runner, monkeyp
     def out_of_memory(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(gui.worker, "complete", out_of_memory)
+    monkeypatch.setattr(model_package, "complete", out_of_memory)
     with qtbot.waitSignal(runner.failed, timeout=5_000) as failed:
         runner.start(tiny_model(), half_digit(), top_rows_known(3))
     message = failed.args[0]
@@ -241,3 +242,21 @@ def test_start_keeps_the_speed_set_before_it(qtbot, runner):
     assert runner.worker.pixels_per_second == 1
     with pytest.raises(ValueError, match="0 or more"):
         runner.set_speed(-1)
+
+
+def test_a_rank_method_scores_the_finished_candidates_in_the_worker(qtbot, runner):
+    from model.rerank import rank
+
+    model = tiny_model()
+    known = top_rows_known(3)
+    known[-1] = True  # known pixels after the unknown ones: what ranking is for
+    with qtbot.waitSignal(runner.finished, timeout=20_000):
+        runner.start(model, half_digit(), known, candidates=5, seed=2, rank_method="resample")
+    expected = rank(model, runner.images, known, method="resample", seed=2)
+    ranked = runner.ranked
+    assert ranked is not None and ranked.index == expected.index
+    np.testing.assert_allclose(ranked.evidence_loglik, expected.evidence_loglik)
+    # A run without a rank method leaves none behind.
+    with qtbot.waitSignal(runner.finished, timeout=20_000):
+        runner.start(model, half_digit(), known, candidates=2, seed=2)
+    assert runner.ranked is None
