@@ -44,7 +44,9 @@ def load_image(path, height: int, width: int, channels: int, levels: int,
     It is fitted inside height x width keeping its aspect ratio (padded with its own
     background colour), converted to grey (channels=1) or RGB (channels=3) and quantized
     to `levels` equal-width bins. Dark-on-light pictures are inverted to light-on-dark when
-    `invert` is "auto" (judged by the border); "yes" and "no" force the choice.
+    `invert` is "auto" (judged by the border); "yes" and "no" force the choice. For colour
+    (channels=3) "auto" never inverts (a negative is no colour picture's convention) and
+    transparency is flattened onto black, the colour models' background.
     """
     if channels not in (1, 3):
         raise ValueError(f"Images have 1 or 3 channels, not {channels}.")
@@ -52,8 +54,10 @@ def load_image(path, height: int, width: int, channels: int, levels: int,
         raise ValueError(f"An image needs at least 2 levels, not {levels}.")
     if invert not in INVERT_CHOICES:
         raise ValueError(f"invert must be one of {', '.join(INVERT_CHOICES)}, not {invert!r}.")
-    pixels = read_pixels(Path(path), (height, width))  # (H, W, 1 or 3) floats in 0..1
-    if invert == "yes" or (invert == "auto" and is_dark_on_light(pixels)):
+    colour = channels == 3
+    # (H, W, 1 or 3) floats in 0..1
+    pixels = read_pixels(Path(path), (height, width), transparent_on_black=colour)
+    if invert == "yes" or (invert == "auto" and not colour and is_dark_on_light(pixels)):
         pixels = 1.0 - pixels
     if channels == 1 and pixels.shape[2] == 3:
         pixels = brightness(pixels)[..., None]
@@ -82,8 +86,10 @@ def load_mask(path, height: int, width: int, image=None) -> np.ndarray:
     return fit(grey, height, width, background=0.0)[..., 0] >= MASK_THRESHOLD
 
 
-def read_pixels(path: Path, fit_within: tuple[int, int] | None = None) -> np.ndarray:
-    """Decode the first frame as (H, W, 1 or 3) floats in 0..1, transparency flattened.
+def read_pixels(path: Path, fit_within: tuple[int, int] | None = None,
+                transparent_on_black: bool = False) -> np.ndarray:
+    """Decode the first frame as (H, W, 1 or 3) floats in 0..1, transparency flattened
+    (see `composite`, or onto black with `transparent_on_black`).
 
     `fit_within` (height, width) is the size the pixels are headed for: a picture many
     times larger comes back shrunk (see SHRINK_MARGIN), with its aspect ratio kept.
@@ -92,7 +98,7 @@ def read_pixels(path: Path, fit_within: tuple[int, int] | None = None) -> np.nda
         try:
             picture.seek(0)  # the first frame of an animation
             picture.load()
-            return to_floats(picture, fit_within)
+            return to_floats(picture, fit_within, transparent_on_black)
         except Exception as error:  # Pillow's decoders raise many kinds
             if isinstance(error, EOFError) or "truncated" in str(error):
                 problem = "the file is truncated (it ends before the image does)"
@@ -140,7 +146,8 @@ def check_file(path: Path) -> None:
         raise ImageFileError(f"Cannot open {path}: the file is empty.")
 
 
-def to_floats(picture: Image.Image, fit_within: tuple[int, int] | None = None) -> np.ndarray:
+def to_floats(picture: Image.Image, fit_within: tuple[int, int] | None = None,
+              transparent_on_black: bool = False) -> np.ndarray:
     """(H, W, 1) grey or (H, W, 3) colour floats in 0..1 from any Pillow mode.
 
     Grey stays one channel (no colour weights, so 8-bit grey values come back exactly) and
@@ -166,6 +173,8 @@ def to_floats(picture: Image.Image, fit_within: tuple[int, int] | None = None) -
         values = values[..., None]
     if not has_alpha:
         return values
+    if transparent_on_black:
+        return values[..., :-1] * values[..., -1:]
     return composite(values[..., :-1], values[..., -1:])
 
 

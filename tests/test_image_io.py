@@ -357,3 +357,21 @@ def test_write_png_names_the_path_and_leaves_no_temporary_file(tmp_path):
 def test_the_gui_module_reexports_the_qt_free_readers():
     for name in ("ImageFileError", "load_image", "load_mask", "levels_to_rgb", "save_gif"):
         assert getattr(gui.image_io, name) is getattr(model.images, name)
+
+
+def test_colour_pictures_are_never_auto_inverted_and_transparency_turns_black(tmp_path):
+    # A dark red apple on a light border, and a transparent surround: what an emoji PNG is.
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., :3] = (230, 230, 230)
+    rgba[..., 3] = 255
+    rgba[2:6, 2:6] = (120, 10, 10, 255)
+    Image.fromarray(rgba).save(tmp_path / "light.png")
+    light = load_image(tmp_path / "light.png", 8, 8, 3, 8)
+    assert light[:, 0, 0].tolist() == [7, 7, 7] and light[:, 3, 3].tolist() == [3, 0, 0]
+    rgba[..., 3] = 0
+    rgba[2:6, 2:6, 3] = 255
+    Image.fromarray(rgba).save(tmp_path / "transparent.png")
+    clear = load_image(tmp_path / "transparent.png", 8, 8, 3, 8)
+    assert clear[:, 0, 0].tolist() == [0, 0, 0] and clear[:, 3, 3].tolist() == [3, 0, 0]
+    # The grey models keep their convention: the same light picture is inverted.
+    assert load_image(tmp_path / "light.png", 8, 8, 1, 2)[0, 0, 0] == 0
