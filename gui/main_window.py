@@ -251,6 +251,7 @@ class MainWindow(QMainWindow):
         self.canvas.edited.connect(self._drawing_edited)
         self.gallery.adopted.connect(self.adopt_candidate)
         self.runner.progressed.connect(self._samples_arrived)
+        self.runner.fell_back.connect(self._completion_fell_back)
         self.runner.finished.connect(self._completion_finished)
         self.runner.failed.connect(self._completion_failed)
         self.loader.loaded.connect(self._model_loaded)
@@ -451,6 +452,22 @@ class MainWindow(QMainWindow):
         self.device_label.setText(self.runner.device_name)
         self.canvas.update()
 
+    @Slot(str)
+    def _completion_fell_back(self, message: str) -> None:
+        """The GPU failed: the completion starts over on the CPU, from the picture as it was."""
+        if self.before_completion is None:
+            return
+        drawing = self.canvas.drawing
+        drawing.restore(self.before_completion)
+        self.completion_frames = [drawing.values.copy()]
+        if self.run_candidates > 1:
+            self.candidate_images = self.runner.images
+            self.gallery.show_candidates(self.candidate_images, drawing.levels)
+        self.progress_label.setText(f"0/{self.runner.total}")
+        self.device_label.setText(self.runner.device_name)
+        self.statusBar().showMessage(message)
+        self.canvas.update()
+
     @Slot(bool)
     def _completion_finished(self, stopped: bool) -> None:
         if self.before_completion is None:  # not a run this window started (or already ended)
@@ -473,6 +490,8 @@ class MainWindow(QMainWindow):
                 message = (f"Completed, hole-aware: kept candidate {chosen + 1} of "
                            f"{len(images)} ({how}; log p of the whole picture "
                            f"{ranked.image_loglik[chosen]:.1f} nats).")
+        if self.runner.fallback_reason is not None:
+            message += f" On the CPU: {self.runner.fallback_reason}."
         after = drawing.snapshot()
         self.undo_stack.push(DrawingEdit(drawing, self.before_completion, after,
                                          "Stopped completion" if stopped else "Completion",
@@ -678,6 +697,7 @@ class MainWindow(QMainWindow):
         if not self._confirm_discard():
             event.ignore()
             return
+        self.complete_when_loaded = False  # weights arriving now must not start a run
         self.runner.shutdown()
         self.loader.wait()  # a model half loaded must not outlive the window's objects
         self._write_settings()

@@ -8,13 +8,19 @@ The worker never emits a signal per pixel: a fast sampler produces thousands of 
 second and one queued signal each would flood the event loop. It appends samples to a
 locked buffer instead, and the runner drains that buffer about 60 times a second and
 emits them in batches.
+
+A completion that fails on a GPU (out of memory, or another error of the device itself) is
+run again from the beginning on the CPU with the same seed: a `FellBack` marker in the buffer
+tells the runner to start its images over, so no sample of the failed run is kept.
 """
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -35,22 +41,59 @@ def describe_device(device: torch.device) -> str:
     return device.type.upper()
 
 
-def failure_message(error: BaseException) -> str:
-    """What went wrong, in a sentence a user can act on."""
+def is_out_of_memory(error: BaseException) -> bool:
     import torch  # loaded by now: the error came from a completion
 
+    return (isinstance(error, torch.cuda.OutOfMemoryError)
+            or (isinstance(error, RuntimeError) and "out of memory" in str(error).lower()))
+
+
+def is_device_failure(error: BaseException) -> bool:
+    """Whether an error came from the accelerator itself (its memory, driver or kernels),
+    so that the same completion may well succeed on the CPU."""
+    import torch
+
+    if is_out_of_memory(error) or isinstance(error, getattr(torch, "AcceleratorError", ())):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and any(
+        name in text for name in ("cuda", "cudnn", "cublas", "mps", "metal"))
+
+
+def failure_message(error: BaseException, device_name: str | None = None) -> str:
+    """What went wrong, in a sentence a user can act on."""
     detail = str(error) or type(error).__name__
-    if isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in detail.lower():
-        return ("Completion failed: the device ran out of memory. Try fewer candidates or "
-                f"run on the CPU. ({detail})")
+    if is_out_of_memory(error):
+        return (f"Completion failed: {device_name or 'the device'} ran out of memory. "
+                f"Try fewer candidates. ({detail})")
     return f"Completion failed: {detail}"
+
+
+def fallback_reason(error: BaseException, device_name: str) -> str:
+    """Why a completion left its device, for the status bar: "CUDA ran out of memory"."""
+    if is_out_of_memory(error):
+        return f"{device_name} ran out of memory"
+    return f"{device_name} failed ({str(error) or type(error).__name__})"
+
+
+@dataclass(frozen=True)
+class FellBack:
+    """In the sample buffer: the run failed on its device and starts over on the CPU;
+    every sample before this marker is void."""
+
+    reason: str  # "CUDA ran out of memory"
+
+    @property
+    def message(self) -> str:
+        return f"{self.reason}; completing on the CPU instead."
 
 
 class CompletionWorker(QObject):
     """Runs one completion in whatever thread it lives in, buffering the samples.
 
-    A run ends with exactly one of `finished` or `failed`. `started` is emitted once the
-    completion is built, so `device_name` and `seed` are known from then on.
+    A run ends with exactly one of `finished` or `failed`. `started` is emitted once, when
+    the completion is built, so `device_name` is known from then on; `seed` is known at
+    once (one is drawn here when none is given, so a retry on the CPU can repeat the run).
     """
 
     started = Signal()
@@ -67,8 +110,10 @@ class CompletionWorker(QObject):
         self.ranked = None  # with rank_method: model.rerank.Reranked once the run is done
         self._image = image
         self._known = known
+        seed = secrets.randbits(32) if seed is None else seed  # as SamplingTask draws one
         self._options = dict(sampler=sampler, candidates=candidates, temperature=temperature,
-                             seed=seed, class_label=class_label, device=device)
+                             seed=seed, class_label=class_label)
+        self._device = device
         self._samples_per_pixel = model.config.channels * candidates
         self._buffer: deque = deque()
         self._buffer_lock = threading.Lock()
@@ -78,7 +123,9 @@ class CompletionWorker(QObject):
         self._pixels_per_second = pixels_per_second or 0.0
         self._stop_requested = False
         self.device_name: str | None = None
-        self.seed: int | None = seed
+        self.seed: int = seed
+        self.has_started = False  # True from just before `started` is emitted
+        self._device_used: torch.device | None = None  # by the latest attempt
         # ("finished", stopped) or ("failed", message) once the run has ended.
         self.outcome: tuple[str, bool | str] | None = None
 
@@ -113,7 +160,8 @@ class CompletionWorker(QObject):
             return self._stop_requested
 
     def take_samples(self) -> list:
-        """Everything sampled since the last call, oldest first."""
+        """Everything sampled since the last call, oldest first: `PixelSample`s, and a
+        `FellBack` where the run started over on the CPU."""
         with self._buffer_lock:
             samples = list(self._buffer)
             self._buffer.clear()
@@ -126,21 +174,48 @@ class CompletionWorker(QObject):
         try:
             outcome = ("finished", self._complete())
         except Exception as error:  # anything at all must reach the GUI, not kill the thread
-            self._release_device_memory(error)
-            outcome = ("failed", failure_message(error))
+            outcome = ("failed", failure_message(error, self.device_name))
+        if outcome[0] == "failed" and self._device_used is not None:
+            release_device_memory(self._device_used)  # no-op on the CPU
         self._end(*outcome)
 
     def _complete(self) -> bool:
-        """Build the completion and sample it; True when it stopped on request."""
+        """Complete on the chosen device, or else on the CPU; True when stopped on request."""
         if self.is_stop_requested():  # stopped before it began (e.g. a quick shutdown)
             return True
+        import torch
+
+        from model import pick_device
+
+        device = pick_device(self._device)  # a device asked for but missing fails here
+        self.device_name = describe_device(device)
+        try:
+            return self._complete_on(device)
+        except Exception as error:
+            if (device.type == "cpu" or not is_device_failure(error)
+                    or self.is_stop_requested()):
+                raise
+            reason = fallback_reason(error, self.device_name)
+        # Outside the except block, so the error's traceback (and the tensors its frames
+        # hold) is gone before the device's cached memory is released.
+        release_device_memory(device)
+        self.device_name = "CPU"
+        with self._buffer_lock:
+            self._buffer.clear()  # undelivered samples of the failed run
+            self._buffer.append(FellBack(reason))
+        return self._complete_on(torch.device("cpu"))
+
+    def _complete_on(self, device: torch.device) -> bool:
+        """Build the completion on `device` and sample it; True when stopped on request."""
         from model import complete
 
-        completion = complete(self._model, self._image, self._known, **self._options)
+        self._device_used = device
+        completion = complete(self._model, self._image, self._known, device=device,
+                              **self._options)
         try:
-            self.device_name = describe_device(completion.device)
-            self.seed = completion.seed
-            self.started.emit()
+            if not self.has_started:
+                self.has_started = True
+                self.started.emit()
             stopped = self._sample_all(completion)
             if not stopped and self._rank_method is not None:
                 # One batched forward pass over the finished candidates, still off the GUI.
@@ -180,14 +255,6 @@ class CompletionWorker(QObject):
                     return
                 self._pacing.wait(remaining)
 
-    @staticmethod
-    def _release_device_memory(error: Exception) -> None:
-        # After an out-of-memory error the cached blocks only get in the next run's way.
-        import torch
-
-        if isinstance(error, torch.cuda.OutOfMemoryError) and torch.cuda.is_available():
-            torch.cuda.empty_cache()
-
     def _end(self, kind: str, result) -> None:
         self.outcome = (kind, result)  # set first: the runner may read it before the signal
         if kind == "failed":
@@ -200,11 +267,14 @@ class CompletionRunner(QObject):
     """The GUI-side owner of a background completion: one run at a time.
 
     `progressed` carries a list of `PixelSample`s in raster order; every run ends with one
-    `finished(stopped)` or one `failed(message)`, after the last `progressed`.
+    `finished(stopped)` or one `failed(message)`, after the last `progressed`. When the run
+    fails on a GPU and starts over on the CPU, `fell_back(message)` comes between the failed
+    attempt's batches and the CPU's: by then `images` and `done` are back at the start.
     """
 
     started = Signal()
     progressed = Signal(object)  # list[PixelSample]
+    fell_back = Signal(str)  # "CUDA ran out of memory; completing on the CPU instead."
     finished = Signal(bool)
     failed = Signal(str)
 
@@ -213,6 +283,7 @@ class CompletionRunner(QObject):
         self._worker: CompletionWorker | None = None
         self._worker_thread: QThread | None = None
         self._images: np.ndarray | None = None
+        self._start_images: np.ndarray | None = None
         self._done = 0
         self._total = 0
         self._samples_per_pixel = 1
@@ -220,6 +291,8 @@ class CompletionRunner(QObject):
         self._device_name: str | None = None
         self._seed: int | None = None
         self._ranked = None
+        self._fallback: FellBack | None = None
+        self._announced = False  # whether `started` was emitted for the current run
         self._progress_marks: deque = deque()  # (time, pixels done) at recent drains
         self._drain_timer = QTimer(self)
         self._drain_timer.setInterval(DRAIN_INTERVAL_MS)
@@ -248,12 +321,14 @@ class CompletionRunner(QObject):
         if pixels_per_second is not None:
             self.set_speed(pixels_per_second)
         self._reset_progress(model, image, known, candidates)
-        self._seed = seed
         self._ranked = None
+        self._fallback = None
+        self._announced = False
         worker = CompletionWorker(model, image, known, sampler=sampler, candidates=candidates,
                                   temperature=temperature, seed=seed, class_label=class_label,
                                   device=device, pixels_per_second=self._speed,
                                   rank_method=rank_method)
+        self._seed = worker.seed
         worker_thread = QThread()
         worker_thread.setObjectName("completion")
         worker.moveToThread(worker_thread)
@@ -340,8 +415,14 @@ class CompletionRunner(QObject):
 
     @property
     def seed(self) -> int | None:
-        """The seed of the current or last run, once known; reuse it to repeat the run."""
+        """The seed of the current or last run; reuse it to repeat the run."""
         return self._seed
+
+    @property
+    def fallback_reason(self) -> str | None:
+        """Why the current or last run left its GPU for the CPU ("CUDA ran out of
+        memory"); None when it did not."""
+        return None if self._fallback is None else self._fallback.reason
 
     @property
     def ranked(self):
@@ -373,7 +454,8 @@ class CompletionRunner(QObject):
                 f"{config.width} images.")
         # The same starting point as the sampler's: known pixels kept, the rest 0.
         start = np.where(known[None], image, 0).astype(np.uint8)
-        self._images = np.repeat(start[None], candidates, axis=0)
+        self._start_images = np.repeat(start[None], candidates, axis=0)
+        self._images = self._start_images.copy()
         self._samples_per_pixel = config.channels * candidates
         self._total = int((~known).sum()) * self._samples_per_pixel
         self._done = 0
@@ -386,10 +468,14 @@ class CompletionRunner(QObject):
 
     @Slot()
     def _on_worker_started(self) -> None:
-        if self._worker is not None:
-            self._device_name = self._worker.device_name
-            self._seed = self._worker.seed
-            self.started.emit()
+        # Queued, so it may be a stale one of a run that `shutdown` already ended (and
+        # `sender()` cannot tell: a new worker may have the old one's address). Act on the
+        # current worker's state instead, once per run.
+        if self._worker is None or not self._worker.has_started or self._announced:
+            return
+        self._announced = True
+        self._device_name = self._worker.device_name
+        self.started.emit()
 
     @Slot()
     def _on_worker_ended(self) -> None:
@@ -403,7 +489,17 @@ class CompletionRunner(QObject):
     def _drain(self) -> None:
         if self._worker is None:
             return
-        samples = self._worker.take_samples()
+        samples = []
+        for item in self._worker.take_samples():
+            if isinstance(item, FellBack):
+                self._deliver(samples)
+                samples = []
+                self._start_over(item)
+            else:
+                samples.append(item)
+        self._deliver(samples)
+
+    def _deliver(self, samples: list) -> None:
         if not samples:
             return
         for sample in samples:
@@ -411,6 +507,15 @@ class CompletionRunner(QObject):
         self._done += len(samples)
         self._mark_progress()
         self.progressed.emit(samples)
+
+    def _start_over(self, fallback: FellBack) -> None:
+        """The run failed on its GPU and starts again on the CPU: forget its samples."""
+        self._fallback = fallback
+        self._images = self._start_images.copy()
+        self._done = 0
+        self._progress_marks.clear()
+        self._device_name = "CPU"
+        self.fell_back.emit(fallback.message)
 
     def _mark_progress(self) -> None:
         now = time.monotonic()
@@ -424,7 +529,6 @@ class CompletionRunner(QObject):
         self._drain_timer.stop()
         worker = self._worker
         self._device_name = worker.device_name or self._device_name
-        self._seed = worker.seed if worker.seed is not None else self._seed
         self._ranked = worker.ranked
         self._worker = self._worker_thread = None
         kind, result = worker.outcome or ("finished", True)
@@ -432,6 +536,17 @@ class CompletionRunner(QObject):
             self.failed.emit(result)
         else:
             self.finished.emit(result)
+
+
+def release_device_memory(device: torch.device) -> None:
+    """Hand the blocks PyTorch cached on a failed device back: after running out of memory
+    they only get in the way of whatever runs there next."""
+    import torch
+
+    if device.type == "cuda" and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    elif device.type == "mps" and torch.backends.mps.is_available():
+        torch.mps.empty_cache()
 
 
 # Threads that outlived a shutdown's wait, kept referenced until the program ends.

@@ -63,3 +63,49 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+class FailingGPU:
+    """Pretends a CUDA device is there, on which every completion fails with `error`.
+
+    `model.pick_device` picks "cuda" and `model.complete` on it samples like the CPU (the
+    same seed, so the same stream) until `fail_after` samples, then raises `error`; with
+    `fail_after=None` it raises while building. Set `release` to hold the failing sample
+    back until the test has seen the ones before it. `devices` lists each attempt's device.
+    """
+
+    def __init__(self, monkeypatch, error: Exception, fail_after: int | None = None):
+        import model as model_package
+        from model.sampling import Completion, complete, pick_device
+
+        self.error, self.fail_after = error, fail_after
+        self.devices: list[str] = []
+        self.release = None  # a threading.Event, or None to fail at once
+
+        def pick_cuda(requested=None):
+            return torch.device("cuda") if requested in (None, "cuda") else pick_device(requested)
+
+        def complete_on(model, image, known=None, *, device, **options):
+            device = torch.device(device)
+            self.devices.append(device.type)
+            if device.type == "cpu":
+                return complete(model, image, known, device=device, **options)
+            if self.fail_after is None:
+                raise self.error
+            cpu = complete(model, image, known, device="cpu", **options)
+            return Completion(cpu.task, self._failing(cpu), device, cpu.sampler)
+
+        monkeypatch.setattr(model_package, "pick_device", pick_cuda)
+        monkeypatch.setattr(model_package, "complete", complete_on)
+
+    def _failing(self, samples):
+        for n, sample in enumerate(samples):
+            if n == self.fail_after:
+                if self.release is not None:
+                    self.release.wait(10)
+                raise self.error
+            yield sample
+
+
+def cuda_out_of_memory() -> Exception:
+    return torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")

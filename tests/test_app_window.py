@@ -1,5 +1,7 @@
 """The main window end to end, offscreen, with a tiny model saved as if bundled."""
 
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -7,10 +9,12 @@ import pytest
 from PySide6.QtWidgets import QMessageBox
 
 import gui.main_window as main_window_module
-from conftest import tiny_model
+import model as model_package
+import model.rerank as rerank_module
+from conftest import FailingGPU, cuda_out_of_memory, tiny_model
 from gui.main_window import MainWindow
 from main import parse_arguments
-from model import save_model
+from model import complete, save_model
 
 
 @pytest.fixture
@@ -68,14 +72,62 @@ def test_stop_mid_run_keeps_what_was_sampled_and_is_undoable(window, qtbot):
     assert not window.canvas.drawing.known.any()
 
 
-def test_closing_mid_run_stops_the_worker_cleanly(window, qtbot):
-    erase_bottom(window, rows=8)
-    window.options.set_pixels_per_second(10)
+def held_up(monkeypatch, module, name: str, seconds: float = 0.3) -> threading.Event:
+    """Make module.name wait `seconds` when called (in the worker); the event says it was."""
+    entered = threading.Event()
+    original = getattr(module, name)
+
+    def slow(*args, **kwargs):
+        entered.set()
+        time.sleep(seconds)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, slow)
+    return entered
+
+
+# The phases of a completion in which the window is closed (the test says how it gets there).
+CLOSING_PHASES = ("queued", "building", "sampling", "ranking", "ended", "finished")
+
+
+@pytest.mark.parametrize("phase", CLOSING_PHASES)
+def test_closing_the_window_in_any_phase_of_a_completion_ends_it_cleanly(
+        window, qtbot, qtlog, monkeypatch, phase):
+    runner = window.runner
+    if phase == "ranking":
+        central_hole(window)  # hole-aware (Auto): the candidates are ranked at the end
+        entered = held_up(monkeypatch, rerank_module, "rank")
+    else:
+        erase_bottom(window, rows=8)
+        entered = held_up(monkeypatch, model_package, "complete")
+    window.options.set_pixels_per_second(10 if phase == "sampling" else 0)
+    before_known = window.canvas.drawing.known.copy()
     window.complete()
-    qtbot.wait(200)
+    worker, worker_thread = runner.worker, runner.worker_thread
+    if phase in ("building", "ranking"):
+        assert entered.wait(10)
+    elif phase == "sampling":
+        qtbot.waitUntil(lambda: runner.done >= 2, timeout=10_000)
+    elif phase == "ended":  # the worker is done; the runner has not taken its last samples
+        deadline = time.monotonic() + 10
+        while worker.outcome is None and time.monotonic() < deadline:
+            time.sleep(0.01)  # no Qt events: nothing reaches the GUI meanwhile
+        assert worker.outcome == ("finished", False)
+    elif phase == "finished":
+        qtbot.waitUntil(lambda: not runner.is_running(), timeout=10_000)
+
+    began = time.monotonic()
     window.undo_stack.setClean()
-    window.close()
-    assert not window.runner.is_running()
+    assert window.close()
+    assert time.monotonic() - began < 3
+    assert not runner.is_running() and worker_thread.isFinished()
+    assert window.before_completion is None  # the run's end reached the window
+    known = window.canvas.drawing.known
+    assert (known >= before_known).all()
+    if phase in ("ended", "finished"):
+        assert known.all()  # every sample was kept, the last ones too
+    qtbot.wait(50)  # late queued signals of the run arrive at a closed window
+    assert not [record.message for record in qtlog.records if "QThread" in record.message]
 
 
 def test_candidates_animate_side_by_side_and_one_can_be_adopted(window, qtbot):
@@ -243,3 +295,47 @@ def test_hole_aware_completion_can_be_turned_off(window, qtbot):
     with qtbot.waitSignal(window.runner.finished, timeout=30000):
         window.complete()
     assert window.runner.ranked is None and window.canvas.drawing.known.all()
+
+
+def test_a_gpu_out_of_memory_completes_on_the_cpu_with_a_message(window, qtbot, monkeypatch):
+    gpu = FailingGPU(monkeypatch, cuda_out_of_memory(), fail_after=5)
+    gpu.release = threading.Event()
+    erase_bottom(window)
+    before_values, before_known = window.canvas.drawing.snapshot()
+    at_fallback = []
+    window.runner.fell_back.connect(lambda _: at_fallback.append(
+        (window.statusBar().currentMessage(), window.canvas.drawing.snapshot())))
+    with qtbot.waitSignal(window.runner.finished, timeout=20000):
+        window.complete()
+        qtbot.waitUntil(lambda: window.canvas.drawing.known.sum() >= before_known.sum() + 5)
+        gpu.release.set()
+    assert gpu.devices == ["cuda", "cpu"]
+    message, (values, known) = at_fallback[0]
+    assert message == "CUDA ran out of memory; completing on the CPU instead."
+    # The CUDA attempt's pixels are gone: the CPU starts from the picture as it was.
+    assert np.array_equal(values, before_values) and np.array_equal(known, before_known)
+
+    options = window.options
+    cpu = complete(window.model, before_values, before_known, seed=window.runner.seed,
+                   temperature=options.temperature, class_label=options.class_label,
+                   sampler=options.sampler, device="cpu").run()
+    assert np.array_equal(window.canvas.drawing.values, cpu[0])
+    assert window.canvas.drawing.known.all()
+    assert window.statusBar().currentMessage() == ("Completed. On the CPU: CUDA ran out of "
+                                                   "memory.")
+    assert window.device_label.text() == "CPU"
+    window.undo_stack.undo()
+    assert np.array_equal(window.canvas.drawing.known, before_known)
+
+
+def test_closing_while_the_weights_load_after_complete_was_pressed_starts_nothing(
+        qtbot, tiny_files, qtlog):
+    w = MainWindow("tiny", load_in_background=True)
+    qtbot.addWidget(w)
+    w.canvas.drawing.known[4:] = False
+    w.complete()  # waits for the weights
+    assert w.complete_when_loaded
+    close(w)  # joins the loading thread; its `loaded` is still on its way
+    qtbot.waitUntil(lambda: not w.loader.pending, timeout=30000)
+    assert not w.runner.is_running()
+    assert not [record.message for record in qtlog.records if "QThread" in record.message]

@@ -4,9 +4,10 @@ import time
 import numpy as np
 import pytest
 import torch
+from PySide6.QtCore import Qt
 
 import model as model_package
-from conftest import tiny_model
+from conftest import FailingGPU, cuda_out_of_memory, tiny_model
 from gui.worker import CompletionRunner, CompletionWorker
 from model import complete
 
@@ -31,12 +32,21 @@ class Recorder:
     def __init__(self, runner: CompletionRunner):
         self.batches: list[list] = []
         self.ended: list[tuple] = []
+        self.fell_back: list[str] = []
+        self.samples_before_fallback: list = []
         runner.progressed.connect(self.batches.append)
+        runner.fell_back.connect(self._fell_back)
         runner.finished.connect(lambda stopped: self.ended.append(("finished", stopped)))
         runner.failed.connect(lambda message: self.ended.append(("failed", message)))
 
+    def _fell_back(self, message: str) -> None:
+        self.fell_back.append(message)
+        self.samples_before_fallback += self.samples
+        self.batches.clear()
+
     @property
     def samples(self) -> list:
+        """Those delivered since the start, or since the run started over on the CPU."""
         return [sample for batch in self.batches for sample in batch]
 
 
@@ -163,7 +173,8 @@ def test_running_out_of_device_memory_is_reported_clearly(qtbot, runner, monkeyp
     with qtbot.waitSignal(runner.failed, timeout=5_000) as failed:
         runner.start(tiny_model(), half_digit(), top_rows_known(3))
     message = failed.args[0]
-    assert message.startswith("Completion failed: the device ran out of memory")
+    # On the CPU there is nowhere to fall back to.
+    assert message.startswith("Completion failed: CPU ran out of memory. Try fewer")
     assert "Tried to allocate 2.00 GiB" in message
 
 
@@ -260,3 +271,89 @@ def test_a_rank_method_scores_the_finished_candidates_in_the_worker(qtbot, runne
     with qtbot.waitSignal(runner.finished, timeout=20_000):
         runner.start(model, half_digit(), known, candidates=2, seed=2)
     assert runner.ranked is None
+
+
+def as_tuples(samples) -> list[tuple]:
+    return [(s.candidate, s.row, s.col, s.channel, s.value) for s in samples]
+
+
+@pytest.mark.parametrize(("fail_after", "seed"), [(None, 5), (0, None), (9, 11)])
+def test_a_gpu_out_of_memory_starts_the_completion_over_on_the_cpu(qtbot, runner, monkeypatch,
+                                                                   fail_after, seed):
+    # Failing while building, at the first sample, or after 9 samples were shown.
+    gpu = FailingGPU(monkeypatch, cuda_out_of_memory(), fail_after)
+    gpu.release = threading.Event()
+    model, known = tiny_model(), top_rows_known(2)
+    recorder = Recorder(runner)
+    with qtbot.waitSignal(runner.finished, timeout=20_000) as finished:
+        runner.start(model, half_digit(), known, candidates=2, seed=seed)
+        if fail_after:
+            qtbot.waitUntil(lambda: len(recorder.samples) >= fail_after, timeout=5_000)
+        gpu.release.set()
+    assert finished.args == [False] and gpu.devices == ["cuda", "cpu"]
+    assert recorder.fell_back == ["CUDA ran out of memory; completing on the CPU instead."]
+    assert runner.fallback_reason == "CUDA ran out of memory" and runner.device_name == "CPU"
+    # What was shown of the failed attempt (and only that) came before the fallback.
+    assert len(recorder.samples_before_fallback) == (fail_after or 0)
+
+    # From the fallback on: every sample of a plain CPU run with the same seed, once.
+    assert runner.seed is not None and (seed is None or runner.seed == seed)
+    cpu = complete(model, half_digit(), known, candidates=2, seed=runner.seed, device="cpu")
+    assert as_tuples(recorder.samples) == as_tuples(cpu)
+    np.testing.assert_array_equal(runner.images, cpu.images)
+    assert runner.done == runner.total == len(recorder.samples)
+
+
+def test_another_gpu_error_also_falls_back_with_its_message(qtbot, runner, monkeypatch):
+    FailingGPU(monkeypatch, RuntimeError("CUDA error: an illegal memory access was "
+                                         "encountered"), fail_after=3)
+    recorder = Recorder(runner)
+    with qtbot.waitSignal(runner.finished, timeout=20_000):
+        runner.start(tiny_model(), half_digit(), top_rows_known(3), seed=1)
+    assert recorder.fell_back == ["CUDA failed (CUDA error: an illegal memory access was "
+                                  "encountered); completing on the CPU instead."]
+    assert runner.done == runner.total
+
+
+def test_an_error_that_is_not_the_gpus_is_reported_not_retried(qtbot, runner, monkeypatch):
+    gpu = FailingGPU(monkeypatch, ValueError("the weights are on fire"), fail_after=3)
+    recorder = Recorder(runner)
+    with qtbot.waitSignal(runner.failed, timeout=20_000) as failed:
+        runner.start(tiny_model(), half_digit(), top_rows_known(3))
+    assert failed.args == ["Completion failed: the weights are on fire"]
+    assert gpu.devices == ["cuda"] and recorder.fell_back == []
+    assert runner.fallback_reason is None
+
+
+def test_a_gpu_that_fails_after_a_stop_request_is_not_retried(qtbot, runner, monkeypatch):
+    gpu = FailingGPU(monkeypatch, cuda_out_of_memory(), fail_after=3)
+    gpu.release = threading.Event()
+    with qtbot.waitSignal(runner.failed, timeout=20_000) as failed:
+        runner.start(tiny_model(), half_digit(), top_rows_known(3))
+        qtbot.waitUntil(lambda: runner.done >= 3, timeout=5_000)
+        runner.stop()
+        gpu.release.set()
+    assert failed.args[0].startswith("Completion failed: CUDA ran out of memory")
+    assert gpu.devices == ["cuda"]
+
+
+def test_a_late_started_of_an_old_run_is_not_taken_for_the_new_one(qtbot, runner,
+                                                                   monkeypatch):
+    runner.start(tiny_model(), half_digit(), top_rows_known(0), pixels_per_second=5)
+    emitted = threading.Event()
+    runner.worker.started.connect(emitted.set, Qt.ConnectionType.DirectConnection)
+    assert emitted.wait(10)  # emitted in the worker's thread, still queued for the runner
+    assert runner.shutdown()
+
+    def slow_complete(*args, **kwargs):
+        time.sleep(0.3)
+        return complete(*args, **kwargs)
+
+    monkeypatch.setattr(model_package, "complete", slow_complete)
+    announced = []
+    runner.started.connect(lambda: announced.append(runner.device_name))
+    with qtbot.waitSignal(runner.finished, timeout=20_000):
+        runner.start(tiny_model(), half_digit(), top_rows_known(4))
+        qtbot.wait(100)  # the old run's `started` arrives while the new one is being built
+        assert announced == []
+    assert announced == ["CPU"]
