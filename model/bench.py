@@ -68,6 +68,33 @@ def max_prob_difference(model, samples, images, device) -> float:
     return worst
 
 
+def time_hole_aware(model, candidates: int, device, repeats: int) -> dict:
+    """Median seconds of hole-aware completion (model/rerank.py) of a central hole half the
+    image's size: N candidates sampled as one batch, then scored in one batched pass."""
+    from .rerank import rank
+
+    cfg = model.config
+    image = np.zeros((cfg.channels, cfg.height, cfg.width), np.uint8)
+    known = np.ones((cfg.height, cfg.width), bool)
+    top, left = cfg.height // 4, cfg.width // 4
+    known[top:top + cfg.height // 2, left:left + cfg.width // 2] = False
+    sampling, scoring = [], []
+    for seed in range(repeats + 1):  # the first run compiles the kernels: not counted
+        start = time.perf_counter()
+        images = complete(model, image, known, candidates=candidates, seed=seed,
+                          device=device).run()
+        middle = time.perf_counter()
+        rank(model, images, known, seed=seed)
+        if seed:
+            sampling.append(middle - start)
+            scoring.append(time.perf_counter() - middle)
+    total = [a + b for a, b in zip(sampling, scoring, strict=True)]
+    return {"candidates": candidates, "unknown_pixels": int((~known).sum()),
+            "seconds": round(statistics.median(total), 4),
+            "sampling_seconds": round(statistics.median(sampling), 4),
+            "scoring_seconds": round(statistics.median(scoring), 4)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -77,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="fast-sampler runs (median)")
     parser.add_argument("--reference-repeats", type=int, default=3,
                         help="reference runs (median); each takes many seconds")
+    parser.add_argument("--hole-aware", type=int, metavar="N",
+                        help="instead, time hole-aware completion of a central hole with N "
+                             "candidates (sampling and the scoring pass; median of --repeats)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
 
@@ -84,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     device = pick_device(args.device)
     model = model.to(device)
     cfg = model.config
+    if args.hole_aware:
+        result = {"model": label, "device": device.type,
+                  **time_hole_aware(model, args.hole_aware, device, args.repeats)}
+        return show(result, args.json)
     known = np.zeros((cfg.height, cfg.width), bool)
     # One untimed run compiles the CPU kernels (cached on disk afterwards).
     complete(model, np.zeros((cfg.channels, cfg.height, cfg.width), np.uint8), known,
@@ -105,7 +139,11 @@ def main(argv: list[str] | None = None) -> int:
         "max_prob_diff": max_prob_difference(model, fast_samples, fast_images, device),
         "fast_ms_per_pixel": round(1000 * fast_s / (cfg.height * cfg.width), 4),
     }
-    if args.json:
+    return show(result, args.json)
+
+
+def show(result: dict, as_json: bool) -> int:
+    if as_json:
         print(json.dumps(result))
         return 0
     width = max(len(k) for k in result)

@@ -1,0 +1,30 @@
+"""The benchmark command: one JSON object with the promised keys, on a tiny model."""
+
+import json
+
+from conftest import tiny_model
+from model import bench, save_model
+
+
+def run_json(capsys, *argv) -> dict:
+    assert bench.main([str(a) for a in argv] + ["--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_the_samplers_are_compared_on_the_same_task(tmp_path, capsys):
+    weights, _ = save_model(tiny_model(), tmp_path / "tiny")
+    result = run_json(capsys, "--model", weights, "--candidates", 2, "--repeats", 2,
+                      "--reference-repeats", 1)
+    assert {"model", "height", "width", "candidates", "device", "reference_seconds",
+            "fast_seconds", "speedup", "identical", "max_prob_diff"} <= result.keys()
+    assert result["candidates"] == 2 and result["device"] == "cpu"
+    assert result["identical"] is True and result["max_prob_diff"] < 1e-5
+    assert result["speedup"] == round(result["reference_seconds"] / result["fast_seconds"], 1)
+
+
+def test_hole_aware_timing_covers_sampling_and_scoring(tmp_path, capsys):
+    weights, _ = save_model(tiny_model(height=8, width=8), tmp_path / "tiny")
+    result = run_json(capsys, "--model", weights, "--hole-aware", 3, "--repeats", 2)
+    assert result["candidates"] == 3 and result["unknown_pixels"] == 16  # a 4x4 hole
+    assert 0 < result["sampling_seconds"] and 0 < result["scoring_seconds"]
+    assert result["seconds"] >= max(result["sampling_seconds"], result["scoring_seconds"])
