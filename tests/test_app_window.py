@@ -339,3 +339,19 @@ def test_closing_while_the_weights_load_after_complete_was_pressed_starts_nothin
     qtbot.waitUntil(lambda: not w.loader.pending, timeout=30000)
     assert not w.runner.is_running()
     assert not [record.message for record in qtlog.records if "QThread" in record.message]
+
+
+def test_a_grayscale_model_offers_a_pen_intensity_that_the_pen_draws_with(qtbot, tmp_path):
+    from test_canvas import stroke
+
+    gray = tiny_model(distribution="categorical", levels=16, height=8, width=8)
+    weights, _ = save_model(gray, tmp_path / "gray")
+    w = MainWindow(str(weights))
+    qtbot.addWidget(w)
+    w.show()
+    pen = w.options.pen_box
+    assert pen.isEnabled() and (pen.minimum(), pen.maximum()) == (1, 15)
+    pen.setValue(9)
+    stroke(qtbot, w.canvas, [(2, 3)])
+    assert w.canvas.drawing.values[0, 2, 3] == 9 and w.canvas.drawing.known[2, 3]
+    close(w)
