@@ -406,9 +406,11 @@ def _run_kernel(name: str, candidates: int, *args):
 
 
 def _gated_steps(stepper: GatedStepper, task: SamplingTask) -> Iterator[PixelSample]:
-    # For the whole completion (the limit is the process's; it ends when this does).
-    with (single_threaded_blas() if isinstance(stepper.arrays, NumpyArrays)
-          else contextlib.nullcontext()):
+    # For the whole completion (the limit is the process's; it ends when this does). Only
+    # for one candidate: with several, the row products are large enough for BLAS's threads
+    # to pay (measured: 9 candidates 0.24 s with them, 0.29 s without).
+    single = isinstance(stepper.arrays, NumpyArrays) and task.candidates == 1
+    with single_threaded_blas() if single else contextlib.nullcontext():
         yield from _gated_steps_in_order(stepper, task)
 
 
