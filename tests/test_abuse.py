@@ -132,6 +132,14 @@ def back_to_back(runs: Runs, count: int, known) -> None:
         runs.runner.finished.disconnect(next_run)
 
 
+def python_made_threads() -> set:
+    """Live threads started by Python. A QThread that runs Python code leaves a "dummy"
+    entry behind that never goes away (Python cannot see a foreign thread end); those are
+    checked as QThreads and by the process's thread count instead."""
+    return {t for t in threading.enumerate()
+            if t.is_alive() and not isinstance(t, threading._DummyThread)}
+
+
 def test_hundreds_of_runs_leave_no_threads_workers_or_memory_behind(qtbot, one_thread):
     model = tiny_model()
     bottom = np.zeros((6, 7), bool)
@@ -140,7 +148,7 @@ def test_hundreds_of_runs_leave_no_threads_workers_or_memory_behind(qtbot, one_t
     hole[2:4, 1:5] = False  # known pixels after the hole: worth ranking
     runner = CompletionRunner()
     runs = Runs(qtbot, runner, model)
-    python_threads = set(threading.enumerate())
+    python_threads = python_made_threads()
 
     # Warm up: kernels compiled or loaded, thread pools and allocator arenas in place.
     for i in range(24):
@@ -162,7 +170,7 @@ def test_hundreds_of_runs_leave_no_threads_workers_or_memory_behind(qtbot, one_t
     assert len(runs_announced) == len(set(runs_announced))
     assert {device for _, device in runs.announced} == {"CPU"}
     assert os_thread_count() <= os_threads
-    assert {t for t in threading.enumerate() if t.is_alive()} <= python_threads
+    assert python_made_threads() <= python_threads  # QThreads are counted above
     runs.threads.clear()
     gc.collect()
     assert [ref for ref in runs.workers if ref() is not None] == []
