@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from conftest import tiny_model
 from model import bench, save_model
 
@@ -19,7 +21,10 @@ def test_the_samplers_are_compared_on_the_same_task(tmp_path, capsys):
             "fast_seconds", "speedup", "identical", "max_prob_diff"} <= result.keys()
     assert result["candidates"] == 2 and result["device"] == "cpu"
     assert result["identical"] is True and result["max_prob_diff"] < 1e-5
-    assert result["speedup"] == round(result["reference_seconds"] / result["fast_seconds"], 1)
+    # The printed seconds are rounded to 0.1 ms, so the ratio they give can differ from the
+    # printed speedup (computed from the unrounded times) in the last digit.
+    assert result["speedup"] == pytest.approx(
+        result["reference_seconds"] / result["fast_seconds"], rel=0.02, abs=0.1)
 
 
 def test_hole_aware_timing_covers_sampling_and_scoring(tmp_path, capsys):
