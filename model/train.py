@@ -48,6 +48,7 @@ from .evaluate import (
     positive_int,
     resolve_device,
 )
+from .card import model_paths, read_card
 from .io import ModelFileError, build_model, save_model
 
 NO_CLASS = -1
@@ -271,6 +272,7 @@ class Progress:
     learning_curve: list = field(default_factory=list)
     train_nats_sum: float = 0.0  # since the last learning-curve point
     train_images: int = 0
+    commands: list = field(default_factory=list)  # every invocation of this run, in order
 
 
 @dataclass
@@ -344,6 +346,7 @@ def save_checkpoint(run: Run) -> None:
         "best_model": p.best_state,
         "learning_curve": p.learning_curve,
         "train_nats_sum": p.train_nats_sum, "train_images": p.train_images,
+        "commands": p.commands,
     }
     path = run.checkpoint_path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -380,6 +383,7 @@ def restore(run: Run, checkpoint: dict) -> None:
         best_step=checkpoint["best_step"], best_state=checkpoint["best_model"],
         learning_curve=checkpoint["learning_curve"],
         train_nats_sum=checkpoint["train_nats_sum"], train_images=checkpoint["train_images"],
+        commands=list(checkpoint.get("commands", [])),  # checkpoints before this kept none
     )
 
 
@@ -580,7 +584,7 @@ def hardware(device: torch.device) -> dict:
     return info
 
 
-def final_card(run: Run, splits: Splits, argv: list[str], speed: dict) -> dict:
+def final_card(run: Run, splits: Splits, speed: dict) -> dict:
     """Score the best weights (loaded into run.model) in float32 and describe the run."""
     s, p = run.settings, run.progress
     valid_nats = mean_nll_nats(run.model, splits.valid[0], batch_size=EVAL_BATCH_SIZE)
@@ -599,7 +603,7 @@ def final_card(run: Run, splits: Splits, argv: list[str], speed: dict) -> dict:
         "test_nll_nats": test_nats,
         "test_bits_per_dim": nats_to_bits_per_dim(test_nats, int(np.prod(test_images.shape[1:]))),
         "learning_curve": p.learning_curve,
-        "command": "python -m model.train " + shlex.join(argv),
+        "command": p.commands[-1],
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "training": {
             "best_step": p.best_step, "batch_size": s["batch_size"], "lr": s["lr"],
@@ -610,6 +614,8 @@ def final_card(run: Run, splits: Splits, argv: list[str], speed: dict) -> dict:
             "images_per_second": speed["images_per_second"],
         },
     }
+    if len(p.commands) > 1:  # a run resumed: every command it took, in order
+        card["training_commands"] = p.commands
     if s["dataset"] == "emoji":
         card["emoji"] = emoji.description(s["image_size"], s["data"])
     if run.model.config.num_classes:
@@ -617,6 +623,18 @@ def final_card(run: Run, splits: Splits, argv: list[str], speed: dict) -> dict:
         card["test_nll_nats_with_labels"] = mean_nll_nats(
             run.model, test_images, test_labels, batch_size=EVAL_BATCH_SIZE)
     return card
+
+
+def notes_from_previous_card(destination: Path, card: dict) -> list[str]:
+    """Add to `card` what a person wrote on the card this resumed run replaces (why K was
+    chosen, the model's status): the trainer writes every other field afresh."""
+    try:
+        previous = read_card(model_paths(destination)[1])
+    except (OSError, ModelFileError):
+        return []  # no previous card, or none worth keeping
+    kept = [key for key in previous if key not in card and key != "config"]
+    card.update({key: previous[key] for key in kept})
+    return kept
 
 
 # Entry point
@@ -639,6 +657,7 @@ def prepare(argv: list[str]) -> tuple[Run, Splits]:
     run = new_run(settings, device, len(splits.train[0]))
     if checkpoint is not None:
         restore(run, checkpoint)
+    run.progress.commands.append("python -m model.train " + shlex.join(argv))
     return run, splits
 
 
@@ -652,9 +671,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if run.progress.best_state is not None:
         run.model.load_state_dict(run.progress.best_state)
-    card = final_card(run, splits, argv, speed)
-    weights_path, _ = save_model(run.model, Path(run.settings["output_dir"]) / run.settings["name"],
-                                 **card)
+    card = final_card(run, splits, speed)
+    destination = Path(run.settings["output_dir"]) / run.settings["name"]
+    if run.settings["resume"]:
+        kept = notes_from_previous_card(destination, card)
+        if kept:
+            print("kept from the previous card, check they still hold: " + ", ".join(kept))
+    weights_path, _ = save_model(run.model, destination, **card)
     print(f"{card['name']}: {card['epochs']:.2f} epochs, {card['steps']} steps in "
           f"{card['wall_minutes']:.1f} min at {card['training']['images_per_second']:.0f} "
           f"images/s; valid {card['valid_nll_nats']:.2f}, test {card['test_nll_nats']:.2f} "

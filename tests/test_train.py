@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import write_mnist
-from model import evaluate, load_model, read_card, train
+from model import evaluate, load_model, read_card, save_model, train
 
 NUM_TRAIN = 60  # -> 50 training and 10 validation images
 NUM_TEST = 12
@@ -106,6 +106,23 @@ def test_resume_continues_the_run_and_keeps_its_learning_curve(trained, mnist_di
     assert card["steps"] == 8 and card["epochs"] == pytest.approx(2.0)
     assert card["learning_curve"][:1] == first["learning_curve"]
     assert len(card["learning_curve"]) == 2
+    assert card["training_commands"] == [first["command"], card["command"]]
+    assert card["command"].endswith("--resume")
+
+
+def test_resume_keeps_what_a_person_wrote_on_the_card(trained, mnist_dir, tmp_path):
+    (tmp_path / "tiny-checkpoints").mkdir()
+    (tmp_path / "tiny-checkpoints" / "last.pt").write_bytes(
+        (trained / "tiny-checkpoints" / "last.pt").read_bytes())
+    previous = read_card(trained / "tiny")
+    previous["levels_choice"] = "K = 2: ink or paper"
+    previous["test_nll_nats"] = -1.0  # written afresh by the trainer, never kept
+    save_model(load_model(trained / "tiny"), tmp_path / "tiny",
+               **{k: v for k, v in previous.items() if k != "config"})
+    assert train.main(train_args(mnist_dir, tmp_path, "tiny", "--epochs", "2", "--resume")) == 0
+    card = read_card(tmp_path / "tiny")
+    assert card["levels_choice"] == "K = 2: ink or paper"
+    assert card["test_nll_nats"] > 0 and card["steps"] == 8
 
 
 def test_resume_from_mid_epoch_matches_an_uninterrupted_run(mnist_dir, tmp_path):
