@@ -133,18 +133,60 @@ def _head(gated, skip_weight_t, skip_bias, w1_t, b1, w2_t, b2):
     batch = gated.shape[0]
     logits = np.empty((batch, w2_t.shape[0]), gated.dtype)
     for b in numba_prange(batch):
-        skip = np.empty(skip_weight_t.shape[0], gated.dtype)
-        _products(gated[b], skip_weight_t, skip)
-        for o in range(skip.shape[0]):
-            skip[o] = max(skip[o] + skip_bias[o], 0.0)
-        hidden = np.empty(w1_t.shape[0], gated.dtype)
-        _products(skip, w1_t, hidden)
-        for o in range(hidden.shape[0]):
-            hidden[o] = max(hidden[o] + b1[o], 0.0)
-        _products(hidden, w2_t, logits[b])
-        for o in range(logits.shape[1]):
-            logits[b, o] += b2[o]
+        _candidate_head(b, gated, skip_weight_t, skip_bias, w1_t, b1, w2_t, b2, logits)
     return logits
+
+
+def _column_logits(col, hin, cins, kws, h_weights_t, link_rows, res_weights_t, res_biases,
+                   gated, fast_tanh, skip_weight_t, skip_bias, w1_t, b1, w2_t, b2):
+    """_horizontal_column then _head, in one call: a sampled pixel-channel needs both, and
+    each call (a parallel launch with several candidates) has a cost of its own."""
+    batch = gated.shape[0]
+    logits = np.empty((batch, w2_t.shape[0]), gated.dtype)
+    for b in numba_prange(batch):
+        _candidate_column(b, col, hin, cins, kws, h_weights_t, link_rows, res_weights_t,
+                          res_biases, gated, fast_tanh)
+        _candidate_head(b, gated, skip_weight_t, skip_bias, w1_t, b1, w2_t, b2, logits)
+    return logits
+
+
+def _candidate_head(b, gated, skip_weight_t, skip_bias, w1_t, b1, w2_t, b2, logits):
+    skip = np.empty(skip_weight_t.shape[0], gated.dtype)
+    _products(gated[b], skip_weight_t, skip)
+    for o in range(skip.shape[0]):
+        skip[o] = max(skip[o] + skip_bias[o], 0.0)
+    hidden = np.empty(w1_t.shape[0], gated.dtype)
+    _products(skip, w1_t, hidden)
+    for o in range(hidden.shape[0]):
+        hidden[o] = max(hidden[o] + b1[o], 0.0)
+    _products(hidden, w2_t, logits[b])
+    for o in range(logits.shape[1]):
+        logits[b, o] += b2[o]
+
+
+def _vertical_gate(v_pre, v_bias, vin, top, left, fast_tanh):
+    """The vertical stack's bias and gate for finished rows, written to the next layer's input.
+
+    v_pre (B, rows, W, 2w) gets its bias (B, 1, 1, 2w) added in place (the link reads it);
+    the gates go to vin[:, top + r, left + c] (the next layer's padded input, whole, so that
+    every array here is contiguous and the loops vectorise). As in the horizontal stack,
+    tanh(a) * (1 + tanh(b/2)) is twice the gate; the next layer's weights carry the 1/2.
+    """
+    batch, rows, width, outputs = v_pre.shape
+    half = outputs // 2
+    for b in numba_prange(batch):
+        for r in range(rows):
+            for c in range(width):
+                for o in range(outputs):
+                    v_pre[b, r, c, o] += v_bias[b, 0, 0, o]
+                if fast_tanh:
+                    for o in range(half):
+                        vin[b, top + r, left + c, o] = _fast_tanh(v_pre[b, r, c, o]) * (
+                            1.0 + _fast_tanh(v_pre[b, r, c, half + o]))
+                else:
+                    for o in range(half):
+                        vin[b, top + r, left + c, o] = math.tanh(v_pre[b, r, c, o]) * (
+                            1.0 + math.tanh(v_pre[b, r, c, half + o]))
 
 
 numba_prange = range  # numba.prange in the parallel build; plain range when interpreted
@@ -166,15 +208,23 @@ def _compiled(function, parallel: bool):
         return numba.njit(**options)(function)
 
 
+def _builds(function):
+    return _compiled(function, parallel=False), _compiled(function, parallel=True)
+
+
 if AVAILABLE:
     _products = numba.njit(inline="always", fastmath=True)(_products)
     _fast_tanh = numba.njit(inline="always", fastmath=True)(_fast_tanh)
     _candidate_column = numba.njit(inline="always", fastmath=True)(_candidate_column)
+    _candidate_head = numba.njit(inline="always", fastmath=True)(_candidate_head)
     numba_prange = numba.prange
-    horizontal_column = _compiled(_horizontal_column, parallel=False)
-    head = _compiled(_head, parallel=False)
-    # One candidate per core. Compiled on first use (seconds, then cached on disk).
-    parallel_horizontal_column = _compiled(_horizontal_column, parallel=True)
-    parallel_head = _compiled(_head, parallel=True)
+    # Each kernel's serial build, and its parallel build (one candidate per core), both
+    # compiled on first use (seconds, then cached on disk).
+    horizontal_column, parallel_horizontal_column = _builds(_horizontal_column)
+    head, parallel_head = _builds(_head)
+    column_logits, parallel_column_logits = _builds(_column_logits)
+    vertical_gate, parallel_vertical_gate = _builds(_vertical_gate)
 else:  # pragma: no cover
-    horizontal_column = head = parallel_horizontal_column = parallel_head = None
+    horizontal_column = head = column_logits = vertical_gate = None
+    parallel_horizontal_column = parallel_head = parallel_column_logits = None
+    parallel_vertical_gate = None

@@ -131,9 +131,9 @@ def test_stopping_the_fast_stream_stops_the_work(monkeypatch):
 
     model, image = problem()
     computed = []
-    original = GatedStepper.horizontal
-    monkeypatch.setattr(GatedStepper, "horizontal",
-                        lambda self, c0, c1: computed.append(c1) or original(self, c0, c1))
+    original = GatedStepper.column_logits
+    monkeypatch.setattr(GatedStepper, "column_logits",
+                        lambda self, col, ch: computed.append(col) or original(self, col, ch))
     completion = complete(model, image, known_mask("nothing-known", 6, 7))
     next(completion), next(completion)
     completion.close()
