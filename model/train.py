@@ -33,6 +33,7 @@ import torch
 
 from . import emoji
 from .base import ImageModel
+from .card import model_paths, read_card
 from .config import ARCHITECTURES, ConfigError, ModelConfig
 from .data import MODES, DatasetError, levels_for_mode
 from .distributions import nats_to_bits_per_dim, nll_nats
@@ -48,7 +49,6 @@ from .evaluate import (
     positive_int,
     resolve_device,
 )
-from .card import model_paths, read_card
 from .io import ModelFileError, build_model, save_model
 
 NO_CLASS = -1
