@@ -7,7 +7,8 @@ Default task: the app's default model (or, before one ships, a gated model of th
 size with random weights), a full 28x28 image with nothing known, one candidate. Prints the
 median time of each sampler, the speed-up, whether the two gave identical samples for the
 same seed, and the largest difference between their per-pixel probabilities when both see
-the same images.
+the same images. With several candidates it also times N candidates and one, alternately,
+and prints how many times one candidate's time the N take (`times_one`).
 """
 
 from __future__ import annotations
@@ -50,6 +51,24 @@ def time_sampler(model, sampler, known, candidates, device, repeats, seed=0):
             torch.cuda.synchronize()
         seconds.append(time.perf_counter() - start)
     return statistics.median(seconds), samples, completion.images
+
+
+def time_against_one(model, known, candidates, device, repeats) -> tuple[float, float]:
+    """Median seconds of an N-candidate and a one-candidate completion, run alternately so
+    that both see the same machine: on a shared host the speed drifts from minute to minute
+    by more than the difference being measured."""
+    cfg = model.config
+    image = np.zeros((cfg.channels, cfg.height, cfg.width), np.uint8)
+    seconds = {candidates: [], 1: []}
+    for seed in range(repeats):
+        for n in seconds:
+            start = time.perf_counter()
+            complete(model, image, known, sampler="fast", candidates=n, seed=seed,
+                     device=device).run()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            seconds[n].append(time.perf_counter() - start)
+    return statistics.median(seconds[candidates]), statistics.median(seconds[1])
 
 
 def max_prob_difference(model, samples, images, device) -> float:
@@ -139,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
         "max_prob_diff": max_prob_difference(model, fast_samples, fast_images, device),
         "fast_ms_per_pixel": round(1000 * fast_s / (cfg.height * cfg.width), 4),
     }
+    if args.candidates > 1:  # the cost of the extra candidates, measured side by side
+        many_s, one_s = time_against_one(model, known, args.candidates, device, args.repeats)
+        result.update(side_by_side_seconds=round(many_s, 4), one_candidate_seconds=round(one_s, 4),
+                      times_one=round(many_s / one_s, 2))
     return show(result, args.json)
 
 
