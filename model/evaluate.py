@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -217,21 +218,33 @@ def positive_int(text: str) -> int:
     return value
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run_measurement(args: argparse.Namespace,
+                    measure: Callable[[argparse.Namespace, Callable[[str], None]], dict],
+                    table: Callable[[dict], str]) -> int:
+    """A measuring command's main: measure(args, log) with progress logged to stderr, then
+    the result as JSON (--json) or as table(result); a model, data or usage problem is one
+    "error: ..." line on stderr and exit status 2."""
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
     try:
-        result = evaluate(args)
+        result = measure(args, log)
     except (ModelFileError, DatasetError, UsageError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if args.json:
-        print(json.dumps(result))
-    else:
-        with_or_without = "with true labels" if args.with_labels else "without labels"
-        print(f"{result['model']} on {result['images']} {args.split} images "
-              f"({with_or_without}): {result['nll_nats']:.3f} nats per image, "
-              f"{result['bits_per_dim']:.4f} bits per dimension")
+    print(json.dumps(result) if args.json else table(result))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    with_or_without = "with true labels" if args.with_labels else "without labels"
+    return run_measurement(
+        args, lambda args, log: evaluate(args),
+        lambda result: f"{result['model']} on {result['images']} {args.split} images "
+                       f"({with_or_without}): {result['nll_nats']:.3f} nats per image, "
+                       f"{result['bits_per_dim']:.4f} bits per dimension")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ The original digits and the hole left empty (level 0) are scored the same way fo
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -31,9 +30,7 @@ import numpy as np
 
 from . import recognise
 from .base import ImageModel
-from .data import DatasetError
-from .evaluate import UsageError, load_split, positive_int
-from .io import ModelFileError
+from .evaluate import UsageError, load_split, positive_int, run_measurement
 from .recognise import (
     DigitClassifier,
     load_digit_model,
@@ -190,18 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-
-    def log(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
-
-    try:
-        result = measure(args, log)
-    except (ModelFileError, DatasetError, UsageError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(json.dumps(result) if args.json else table(result))
-    return 0
+    return run_measurement(build_parser().parse_args(argv), measure, table)
 
 
 if __name__ == "__main__":

@@ -32,8 +32,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .base import ImageModel
-from .data import IMAGE_SIZE, DatasetError, levels_for_mode
-from .evaluate import card_data_mode, load_split, positive_int, resolve_model_path
+from .data import IMAGE_SIZE, levels_for_mode
+from .evaluate import card_data_mode, load_split, positive_int, resolve_model_path, run_measurement
 from .io import ModelFileError, load_model, read_card
 from .registry import ROOT
 from .sampling import complete
@@ -325,28 +325,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def table(result: dict) -> str:
+    return (f"{result['model']}, {result['images']} test digits, bottom half completed "
+            f"without a class at temperature {result['temperature']:g}:\n"
+            f"  recognised as the original digit: {result['recognised_rate']:.1%}\n"
+            f"  classifier on the originals:      {result['classifier_accuracy_original']:.1%}"
+            f"\n  classifier on top halves only:    "
+            f"{result['classifier_accuracy_top_half_only']:.1%}\n"
+            f"  classifier test accuracy (all 10k): {result['classifier_test_accuracy']:.2%}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-
-    def log(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
-
-    try:
-        result = measure(args, log)
-    except (ModelFileError, DatasetError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"{result['model']}, {result['images']} test digits, bottom half completed "
-              f"without a class at temperature {result['temperature']:g}:\n"
-              f"  recognised as the original digit: {result['recognised_rate']:.1%}\n"
-              f"  classifier on the originals:      {result['classifier_accuracy_original']:.1%}"
-              f"\n  classifier on top halves only:    "
-              f"{result['classifier_accuracy_top_half_only']:.1%}\n"
-              f"  classifier test accuracy (all 10k): {result['classifier_test_accuracy']:.2%}")
-    return 0
+    return run_measurement(build_parser().parse_args(argv), measure, table)
 
 
 if __name__ == "__main__":
