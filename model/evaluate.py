@@ -26,7 +26,7 @@ from .base import ImageModel
 from .data import MODES, DatasetError, MnistDataset
 from .distributions import nats_to_bits_per_dim, nll_nats
 from .io import ModelFileError, load_model, model_paths, read_card
-from .registry import MODELS_DIR
+from .registry import MODELS_DIR, resolve_model
 from .sampling import pick_device
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -120,12 +120,10 @@ def mean_nll_nats(model: ImageModel, images: torch.Tensor, labels: torch.Tensor 
 
 
 def resolve_model_path(name_or_path: str) -> Path:
-    """A bare name found in resources/models wins; anything else is taken as a path."""
-    named = MODELS_DIR / f"{name_or_path}.safetensors"
-    if named.is_file():
-        return named
-    path = model_paths(name_or_path)[0]
+    """The weights file of a bundled model's name or of a path (registry.resolve_model)."""
+    path = model_paths(resolve_model(name_or_path))[0]
     if not path.is_file():
+        named = MODELS_DIR / f"{name_or_path}.safetensors"
         raise ModelFileError(f"No model {name_or_path!r}: neither {named} nor {path} exists.")
     return path
 

@@ -32,7 +32,7 @@ def bundled_models(models_dir: str | Path | None = None) -> list[str]:
 
 
 def resolve_model(name_or_path: str | Path) -> Path:
-    """A bundled model's name, or a path to `x.safetensors`, `x.json` or `x`."""
+    """A bundled model's name (it wins), else a path to `x.safetensors`, `x.json` or `x`."""
     if isinstance(name_or_path, str) and name_or_path in bundled_models():
         return MODELS_DIR / f"{name_or_path}.safetensors"
     return Path(name_or_path)
