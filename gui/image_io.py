@@ -1,16 +1,13 @@
-"""The Qt side of pictures: levels as QImages, and saving PNGs through QSaveFile.
+"""The Qt side of pictures: levels as QImages.
 
-Reading pictures, levels, colours and GIF export live in `model/images.py` (Pillow and
-NumPy only, shared with the command line); they are re-exported here so the GUI has one
+Reading pictures, levels, colours and PNG and GIF export live in `model/images.py` (Pillow
+and NumPy only, shared with the command line); they are re-exported here so the GUI has one
 place to import picture handling from.
 """
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
-from PySide6.QtCore import QIODevice, QSaveFile
 from PySide6.QtGui import QImage
 
 from model.images import (
@@ -23,6 +20,7 @@ from model.images import (
     load_mask,
     save_gif,
 )
+from model.images import write_png as save_png
 
 __all__ = [
     "INVERT_CHOICES", "MAX_PIXELS", "ImageFileError", "levels_to_rgb", "load_image",
@@ -41,17 +39,3 @@ def to_qimage(values: np.ndarray, levels: int, scale: int = 1) -> QImage:
         image = QImage(rgb.data, width, height, 3 * width, QImage.Format.Format_RGB888)
     return image.copy()  # the numpy buffer dies with this function; the copy does not
 
-
-def save_png(path, values: np.ndarray, levels: int, scale: int = 1) -> None:
-    """Write one image as PNG, atomically: the file is replaced only after a full write."""
-    path = os.fspath(path)
-    image = to_qimage(values, levels, scale)
-    file = QSaveFile(path)
-    if not file.open(QIODevice.OpenModeFlag.WriteOnly):
-        raise OSError(f"Cannot save {path}: {file.errorString()}")
-    if not image.save(file, "PNG"):
-        file.cancelWriting()
-        raise OSError(f"Cannot save {path}: the PNG could not be written "
-                      f"({file.errorString() or 'unknown error'}).")
-    if not file.commit():
-        raise OSError(f"Cannot save {path}: {file.errorString()}")

@@ -17,7 +17,7 @@ from gui.image_io import (
     save_png,
     to_qimage,
 )
-from model.images import write_png
+from model.images import enlarge, write_png
 
 
 def digit_on_white(height=40, width=30) -> np.ndarray:
@@ -335,17 +335,17 @@ def test_unreadable_masks_are_refused_like_images(tmp_path):
 
 
 @pytest.mark.parametrize("channels, levels", [(1, 2), (1, 16), (3, 4)])
-def test_write_png_round_trips_and_matches_the_qt_writer(tmp_path, channels, levels):
+def test_write_png_round_trips_and_shows_what_the_canvas_shows(tmp_path, channels, levels):
     values = np.random.default_rng(1).integers(0, levels, (channels, 6, 7), np.uint8)
-    write_png(tmp_path / "pillow.png", values, levels, scale=2)
-    save_png(tmp_path / "qt.png", values, levels, scale=2)
-    with Image.open(tmp_path / "pillow.png") as a, Image.open(tmp_path / "qt.png") as b:
-        assert a.size == (14, 12)
-        np.testing.assert_array_equal(np.asarray(a.convert("RGB")), np.asarray(b.convert("RGB")))
-    write_png(tmp_path / "pillow.png", values, levels)
+    write_png(tmp_path / "big.png", values, levels, scale=2)
+    with Image.open(tmp_path / "big.png") as picture:
+        assert picture.size == (14, 12)
+        np.testing.assert_array_equal(np.asarray(picture.convert("RGB")),
+                                      enlarge(levels_to_rgb(values, levels), 2))
+    write_png(tmp_path / "small.png", values, levels)
     np.testing.assert_array_equal(
-        load_image(tmp_path / "pillow.png", 6, 7, channels, levels, invert="no"), values)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["pillow.png", "qt.png"]
+        load_image(tmp_path / "small.png", 6, 7, channels, levels, invert="no"), values)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.png", "small.png"]
 
 
 def test_write_png_names_the_path_and_leaves_no_temporary_file(tmp_path):
@@ -354,9 +354,10 @@ def test_write_png_names_the_path_and_leaves_no_temporary_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_the_gui_module_reexports_the_qt_free_readers():
+def test_the_gui_module_reexports_the_qt_free_readers_and_writers():
     for name in ("ImageFileError", "load_image", "load_mask", "levels_to_rgb", "save_gif"):
         assert getattr(gui.image_io, name) is getattr(model.images, name)
+    assert gui.image_io.save_png is model.images.write_png
 
 
 def test_colour_pictures_are_never_auto_inverted_and_transparency_turns_black(tmp_path):
