@@ -11,6 +11,7 @@ import numpy as np
 from PySide6.QtGui import QImage
 
 from model.images import (
+    IMAGE_SUFFIXES,
     INVERT_CHOICES,
     MAX_PIXELS,
     ImageFileError,
@@ -23,8 +24,8 @@ from model.images import (
 from model.images import write_png as save_png
 
 __all__ = [
-    "INVERT_CHOICES", "MAX_PIXELS", "ImageFileError", "levels_to_rgb", "load_image",
-    "load_mask", "save_gif", "save_png", "to_qimage",
+    "IMAGE_SUFFIXES", "INVERT_CHOICES", "MAX_PIXELS", "ImageFileError", "levels_to_rgb",
+    "load_image", "load_mask", "save_gif", "save_png", "to_qimage",
 ]
 
 

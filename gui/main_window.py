@@ -28,13 +28,13 @@ from model.registry import DEFAULT_MODEL, bundled_models, resolve_model
 from .canvas import PixelCanvas
 from .document import Drawing, DrawingEdit
 from .gallery import CandidateGallery
-from .image_io import ImageFileError, load_image, save_gif, save_png
+from .image_io import IMAGE_SUFFIXES, ImageFileError, load_image, save_gif, save_png
 from .insight import DistributionView
 from .options import OPEN_MODEL, OptionsPanel
 from .palette import ColourPen
 from .worker import CompletionRunner
 
-IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.gif)"
+IMAGE_FILTER = f"Images ({' '.join('*' + suffix for suffix in IMAGE_SUFFIXES)})"
 
 
 class ModelLoader(QObject):

@@ -355,7 +355,8 @@ def test_write_png_names_the_path_and_leaves_no_temporary_file(tmp_path):
 
 
 def test_the_gui_module_reexports_the_qt_free_readers_and_writers():
-    for name in ("ImageFileError", "load_image", "load_mask", "levels_to_rgb", "save_gif"):
+    for name in ("IMAGE_SUFFIXES", "ImageFileError", "load_image", "load_mask", "levels_to_rgb",
+                 "save_gif"):
         assert getattr(gui.image_io, name) is getattr(model.images, name)
     assert gui.image_io.save_png is model.images.write_png
 
