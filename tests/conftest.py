@@ -8,7 +8,7 @@ import torch
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from model import ModelConfig, build_model  # noqa: E402
+from model import ModelConfig, build_model, save_model  # noqa: E402
 
 
 def tiny_config(**overrides) -> ModelConfig:
@@ -32,6 +32,17 @@ def tiny_model(seed: int = 0, **overrides):
     return model.eval()
 
 
+def tiny_digit_model():
+    """A tiny model of 1 x 28 x 28 digits, the shape the digit classifier of model.recognise
+    judges."""
+    return tiny_model(height=28, width=28, layers=1, hidden_channels=4)
+
+
+def save_tiny_digit_model(path):
+    """tiny_digit_model() saved at `path` with the card of a thresholded-MNIST model."""
+    return save_model(tiny_digit_model(), path, data_mode="threshold", levels=2)
+
+
 @pytest.fixture(autouse=True)
 def private_settings(tmp_path_factory):
     """Tests never read or write the user's real settings."""
@@ -53,6 +64,22 @@ def write_mnist(directory, train_images, test_images):
             (directory / f"{prefix}-{kind}-ubyte.gz").write_bytes(
                 gzip.compress(header + array.tobytes()))
     return directory
+
+
+def striped_digits(labels):
+    """Digit d drawn as a bright horizontal bar at row 2 + 2d: easy to tell apart."""
+    images = np.zeros((len(labels), 28, 28), np.uint8)
+    for image, label in zip(images, labels, strict=True):
+        image[2 + 2 * label: 4 + 2 * label, 4:24] = 255
+    return images
+
+
+@pytest.fixture(scope="module")
+def striped_mnist(tmp_path_factory):
+    """MNIST files of striped digits: 60 training images (50 to train, 10 to validate) and
+    12 test images."""
+    return write_mnist(tmp_path_factory.mktemp("mnist"), striped_digits(np.arange(60) % 10),
+                       striped_digits(np.arange(12) % 10))
 
 
 @pytest.fixture(scope="module")

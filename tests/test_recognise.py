@@ -6,33 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_model, write_mnist
-from model import recognise, save_model
-
-NUM_TRAIN = 60  # -> 50 training and 10 validation images
-NUM_TEST = 12
-
-
-
-
-def striped_digits(labels):
-    """Digit d drawn as a bright horizontal bar at row 2 + 2d: easy to tell apart."""
-    images = np.zeros((len(labels), 28, 28), np.uint8)
-    for image, label in zip(images, labels, strict=True):
-        image[2 + 2 * label: 4 + 2 * label, 4:24] = 255
-    return images
+from conftest import save_tiny_digit_model, tiny_digit_model
+from model import recognise
 
 
 @pytest.fixture(scope="module", autouse=True)
 def single_threaded(one_thread):
     yield
-
-
-@pytest.fixture(scope="module")
-def mnist_dir(tmp_path_factory):
-    return write_mnist(tmp_path_factory.mktemp("mnist"),
-                       striped_digits(np.arange(NUM_TRAIN) % 10),
-                       striped_digits(np.arange(NUM_TEST) % 10))
 
 
 def test_classifier_maps_a_batch_of_levels_to_ten_logits():
@@ -43,23 +23,23 @@ def test_classifier_maps_a_batch_of_levels_to_ten_logits():
         classifier(torch.zeros(5, 28, 28))
 
 
-def test_training_is_deterministic_and_leaves_global_rng_alone(mnist_dir):
+def test_training_is_deterministic_and_leaves_global_rng_alone(striped_mnist):
     torch.manual_seed(123)
     expected_next = torch.rand(1)
     torch.manual_seed(123)
-    first, first_accuracy = recognise.train_classifier(mnist_dir, "threshold", epochs=1,
+    first, first_accuracy = recognise.train_classifier(striped_mnist, "threshold", epochs=1,
                                                        limit=20)
     assert torch.equal(torch.rand(1), expected_next)
-    second, second_accuracy = recognise.train_classifier(mnist_dir, "threshold", epochs=1,
+    second, second_accuracy = recognise.train_classifier(striped_mnist, "threshold", epochs=1,
                                                          limit=20)
     assert 0.0 <= first_accuracy <= 1.0 and first_accuracy == second_accuracy
     for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
 
-def test_classifier_is_cached_as_safetensors_and_reused(mnist_dir, tmp_path, monkeypatch):
+def test_classifier_is_cached_as_safetensors_and_reused(striped_mnist, tmp_path, monkeypatch):
     classifier, accuracy = recognise.load_or_train_classifier(
-        mnist_dir, "gray", 4, epochs=1, cache_dir=tmp_path)
+        striped_mnist, "gray", 4, epochs=1, cache_dir=tmp_path)
     weights, sidecar = recognise.classifier_paths("gray", 4, tmp_path)
     assert weights.name == "classifier-gray-4.safetensors" and weights.is_file()
     info = json.loads(sidecar.read_text())
@@ -70,14 +50,14 @@ def test_classifier_is_cached_as_safetensors_and_reused(mnist_dir, tmp_path, mon
 
     monkeypatch.setattr(recognise, "train_classifier", no_training)
     cached, cached_accuracy = recognise.load_or_train_classifier(
-        mnist_dir, "gray", 4, cache_dir=tmp_path)
+        striped_mnist, "gray", 4, cache_dir=tmp_path)
     assert cached_accuracy == accuracy
     for a, b in zip(classifier.state_dict().values(), cached.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
 
 def test_recognition_rate_counts_add_up_and_keeps_the_top_half():
-    pixelcnn = tiny_model(height=28, width=28, layers=1, hidden_channels=4)
+    pixelcnn = tiny_digit_model()
     classifier = recognise.DigitClassifier(levels=2).eval()
     rng = np.random.default_rng(0)
     images = rng.integers(0, 2, size=(3, 1, 28, 28), dtype=np.uint8)
@@ -96,11 +76,10 @@ def test_recognition_rate_counts_add_up_and_keeps_the_top_half():
     assert np.array_equal(again["completions"], completions)
 
 
-def test_command_prints_json_and_rejects_bad_paths(mnist_dir, tmp_path, monkeypatch, capsys):
+def test_command_prints_json_and_rejects_bad_paths(striped_mnist, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(recognise, "CHECKPOINTS_DIR", tmp_path / "cache")
-    save_model(tiny_model(height=28, width=28, layers=1, hidden_channels=4),
-               tmp_path / "tiny", data_mode="threshold", levels=2)
-    assert recognise.main(["--model", str(tmp_path / "tiny"), "--data", str(mnist_dir),
+    save_tiny_digit_model(tmp_path / "tiny")
+    assert recognise.main(["--model", str(tmp_path / "tiny"), "--data", str(striped_mnist),
                            "--count", "2", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert set(result) == {"model", "images", "recognised_rate", "classifier_accuracy_original",
@@ -108,7 +87,7 @@ def test_command_prints_json_and_rejects_bad_paths(mnist_dir, tmp_path, monkeypa
                            "temperature"}
     assert result["images"] == 2 and 0.0 <= result["recognised_rate"] <= 1.0
 
-    assert recognise.main(["--model", str(tmp_path / "missing"), "--data", str(mnist_dir)]) == 2
+    assert recognise.main(["--model", str(tmp_path / "missing"), "--data", str(striped_mnist)]) == 2
     assert "No model" in capsys.readouterr().err
     assert recognise.main(["--model", str(tmp_path / "tiny"), "--data", str(tmp_path)]) == 2
     assert "missing MNIST file" in capsys.readouterr().err

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_model, write_mnist
-from model import complete, recognise, save_model
+from conftest import save_tiny_digit_model, tiny_digit_model, tiny_model
+from model import complete, recognise
 from model.holes import ROWS, central_hole_known, measure_holes
 from model.holes import main as holes_main
 from model.rerank import (
@@ -210,21 +210,8 @@ def test_central_hole_is_centred():
         central_hole_known(28, 28, 29)
 
 
-def striped_digits(labels):
-    images = np.zeros((len(labels), 28, 28), np.uint8)
-    for image, label in zip(images, labels, strict=True):
-        image[2 + 2 * label: 4 + 2 * label, 4:24] = 255
-    return images
-
-
-@pytest.fixture(scope="module")
-def mnist_dir(tmp_path_factory):
-    return write_mnist(tmp_path_factory.mktemp("mnist"), striped_digits(np.arange(60) % 10),
-                       striped_digits(np.arange(12) % 10))
-
-
 def test_measure_holes_compares_completions_with_shared_random_numbers():
-    pixelcnn = tiny_model(height=28, width=28, layers=1, hidden_channels=4)
+    pixelcnn = tiny_digit_model()
     classifier = recognise.DigitClassifier(levels=2).eval()
     images = np.random.default_rng(0).integers(0, 2, (3, 1, 28, 28), dtype=np.uint8)
     labels = np.array([3, 1, 4])
@@ -243,11 +230,10 @@ def test_measure_holes_compares_completions_with_shared_random_numbers():
     assert result["results"]["original"]["evidence_loglik"] == pytest.approx(original.mean())
 
 
-def test_holes_command_prints_a_table_or_json(mnist_dir, tmp_path, monkeypatch, capsys):
+def test_holes_command_prints_a_table_or_json(striped_mnist, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(recognise, "CHECKPOINTS_DIR", tmp_path / "cache")
-    save_model(tiny_model(height=28, width=28, layers=1, hidden_channels=4),
-               tmp_path / "tiny", data_mode="threshold", levels=2)
-    arguments = ["--model", str(tmp_path / "tiny"), "--data", str(mnist_dir), "--count", "3",
+    save_tiny_digit_model(tmp_path / "tiny")
+    arguments = ["--model", str(tmp_path / "tiny"), "--data", str(striped_mnist), "--count", "3",
                  "--rerank", "2"]
     assert holes_main([*arguments, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
