@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
 
@@ -79,6 +80,15 @@ class ModelLoader(QObject):
             self.thread.join(seconds)
 
 
+def warm_up_quietly(model) -> None:
+    from model.fast import warm_up
+
+    try:
+        warm_up(model)
+    except Exception as error:  # noqa: BLE001 - a completion reports any real problem itself
+        print(f"Kernel warm-up failed: {error}", file=sys.stderr)
+
+
 class MainWindow(QMainWindow):
     def __init__(self, model_name: str | None = None, *, load_in_background: bool = False):
         """`load_in_background`: lay out the canvas from the model's card at once and load
@@ -98,6 +108,7 @@ class MainWindow(QMainWindow):
         self.candidate_images: np.ndarray | None = None
         self.completion_finished_callbacks = []
         self.loader = ModelLoader(self)
+        self.warm_up_thread: threading.Thread | None = None
         self.run_candidates = 1  # of the current or last completion
         self.chosen_candidate: int | None = None  # the one hole-aware completion kept
         self.complete_when_loaded = False
@@ -350,6 +361,11 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Model {name}: {cfg.architecture}, "
                                      f"{cfg.height}x{cfg.width}, {cfg.levels} levels.", 5000)
         self.refresh_surprise()
+        # The sampler's kernels compile while the user draws (seconds in the packaged app,
+        # which has no kernel cache on disk); nothing waits for this thread.
+        self.warm_up_thread = threading.Thread(
+            target=warm_up_quietly, args=(model,), name="kernel warm-up", daemon=True)
+        self.warm_up_thread.start()
         if self.complete_when_loaded:
             self.complete_when_loaded = False
             self.complete()

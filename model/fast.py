@@ -221,9 +221,15 @@ def prepared_weights(model: GatedPixelCNN, backend: str, device: torch.device) -
     return cached[1]
 
 
+# Completions running at once (the app's worker and the kernel warm-up, say) share one BLAS
+# limit: the first to start sets it, the last to finish lifts it.
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limiter = None
 _blas_controller = None
 
 
+@contextlib.contextmanager
 def single_threaded_blas():
     """A context in which NumPy's BLAS runs on the calling thread only.
 
@@ -234,12 +240,20 @@ def single_threaded_blas():
     candidates of a 28x28 digit 2.6 s with them and 0.2 s without. One thread loses little:
     these products run at 78 GFLOP/s on one thread and 84 on two.
     """
-    global _blas_controller
-    if ThreadpoolController is None:
-        return contextlib.nullcontext()
-    if _blas_controller is None:
-        _blas_controller = ThreadpoolController()
-    return _blas_controller.limit(limits=1, user_api="blas")
+    global _blas_users, _blas_limiter, _blas_controller
+    with _blas_lock:
+        if _blas_users == 0 and ThreadpoolController is not None:
+            _blas_controller = _blas_controller or ThreadpoolController()  # scans libraries
+            _blas_limiter = _blas_controller.limit(limits=1, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0 and _blas_limiter is not None:
+                _blas_limiter.restore_original_limits()
+                _blas_limiter = None
 
 
 class GatedStepper:
@@ -476,6 +490,25 @@ def _windowed_steps(model: PixelCNN, task: SamplingTask, device) -> Iterator[Pix
 
 
 BACKENDS = ("compiled", "numpy", "torch")
+
+
+def warm_up(model: ImageModel, device=None) -> None:
+    """Compile the CPU kernels that completions with `model` on `device` (by default the
+    best available) will use, now, so that the first completion does not wait for them.
+    Where Numba has an on-disk cache this takes a fraction of a second; where it has none
+    (the packaged app) it compiles, for seconds."""
+    device = pick_device(device)
+    if not isinstance(model, GatedPixelCNN) or default_backend(device) != "compiled":
+        return
+    cfg = model.config
+    image = np.zeros((cfg.channels, cfg.height, cfg.width), np.uint8)
+    # One unknown pixel below a finished row (the vertical stack's kernel) with a known
+    # pixel before it in its row (the horizontal one), wherever the image allows.
+    known = np.ones((cfg.height, cfg.width), bool)
+    known[min(1, cfg.height - 1), min(1, cfg.width - 1)] = False
+    for candidates in (1, 2):  # the serial kernels, then the parallel ones
+        fast_completion(model, image, known, candidates=candidates, seed=0,
+                        device=device).run()
 
 
 def default_backend(device: torch.device) -> str:

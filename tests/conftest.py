@@ -1,6 +1,7 @@
 import gzip
 import os
 import struct
+import threading
 
 import numpy as np
 import pytest
@@ -51,6 +52,16 @@ def private_settings(tmp_path_factory):
     folder = tmp_path_factory.mktemp("settings")
     QSettings.setDefaultFormat(QSettings.Format.IniFormat)
     QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(folder))
+
+
+@pytest.fixture(autouse=True)
+def warm_ups_finish_within_their_test():
+    """A window starts compiling the sampler's kernels in the background when its model
+    loads; that thread must not run on into the next test (it sets BLAS's thread limit)."""
+    yield
+    for thread in threading.enumerate():
+        if thread.name == "kernel warm-up":
+            thread.join(120)
 
 
 def write_mnist(directory, train_images, test_images):

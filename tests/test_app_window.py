@@ -355,3 +355,14 @@ def test_a_grayscale_model_offers_a_pen_intensity_that_the_pen_draws_with(qtbot,
     stroke(qtbot, w.canvas, [(2, 3)])
     assert w.canvas.drawing.values[0, 2, 3] == 9 and w.canvas.drawing.known[2, 3]
     close(w)
+
+
+def test_a_loaded_model_has_its_kernels_compiled_in_the_background(window, qtbot, monkeypatch):
+    import model.fast
+
+    warmed = []
+    monkeypatch.setattr(model.fast, "warm_up",
+                        lambda m: warmed.append((m, threading.current_thread().name)))
+    window.open_model("tiny")  # the same model, loaded afresh
+    qtbot.waitUntil(lambda: len(warmed) == 1, timeout=5000)
+    assert warmed[0][0] is window.model and warmed[0][1] == "kernel warm-up"

@@ -1,5 +1,9 @@
 """The fast sampler must compute the reference sampler's distributions, hence its samples."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +17,8 @@ from conftest import tiny_model
 from model import complete, kernels
 from model.distributions import probabilities
 from model.fast import BACKENDS
+
+ROOT = Path(__file__).resolve().parent.parent
 
 MASKS = ("hole", "bottom-half", "scattered", "nothing-known", "everything-known")
 GATED_BACKENDS = [b for b in BACKENDS if b != "compiled" or kernels.AVAILABLE]
@@ -172,3 +178,46 @@ def test_the_serial_and_parallel_kernels_keep_separate_caches():
     assert serial.py_func.__name__ != parallel.py_func.__name__
     assert serial.targetoptions.get("parallel") in (None, False)
     assert parallel.targetoptions["parallel"]
+
+
+# In a process of its own: a window's background warm-up or a worker finishing in another
+# test would be one more completion holding the limit.
+OVERLAPPING_COMPLETIONS = """
+from threadpoolctl import threadpool_info, threadpool_limits
+from model.fast import single_threaded_blas
+
+def blas_threads():
+    return min(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+
+with threadpool_limits(limits=2, user_api="blas"):  # as on a machine with two cores
+    first, second = single_threaded_blas(), single_threaded_blas()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)  # the first completion ends, the other runs on
+    assert blas_threads() == 1, "BLAS got its threads back while a completion ran"
+    second.__exit__(None, None, None)
+    assert blas_threads() == 2, "BLAS was left single-threaded"
+"""
+
+
+def test_blas_stays_single_threaded_until_the_last_overlapping_completion_ends():
+    pytest.importorskip("threadpoolctl")
+    result = subprocess.run([sys.executable, "-c", OVERLAPPING_COMPLETIONS],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="Numba is not installed")
+def test_warm_up_runs_each_kernel_the_first_completion_needs(monkeypatch):
+    from model import fast
+
+    called = set()
+    for name in ("horizontal_column", "column_logits", "vertical_gate"):
+        for build in (name, "parallel_" + name):
+            original = getattr(kernels, build)
+            monkeypatch.setattr(kernels, build, lambda *a, _b=build, _f=original:
+                                called.add(_b) or _f(*a))
+    fast.warm_up(tiny_model(height=4, width=5))
+    assert called == {"horizontal_column", "column_logits", "vertical_gate",
+                      "parallel_horizontal_column", "parallel_column_logits",
+                      "parallel_vertical_gate"}
