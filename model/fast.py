@@ -406,9 +406,6 @@ class GatedStepper:
         xp = self.arrays
         B = self.shape[0]
         weight, bias = self.head2[channel]
-        if self.compiled is not None:
-            out = _run_kernel("head", B, self.compiled[-2], *self.compiled_head[channel])
-            return out[:, 0] if out.shape[1] == 1 else out
         skip = xp.matmul(self.gated.reshape(B, -1), self.skip_weight)
         skip += self.skip_bias
         hidden = xp.matmul(xp.relu(skip), self.head1_weight)
@@ -442,7 +439,8 @@ def _run_kernel(name: str, candidates: int, *args):
 
 
 def _gated_steps(stepper: GatedStepper, task: SamplingTask) -> Iterator[PixelSample]:
-    # For the whole completion (the limit is the process's; it ends when this does).
+    # For the whole completion (the limit is the process's, shared with any completion
+    # running at the same time; it ends when the last of them does).
     on_cpu = isinstance(stepper.arrays, NumpyArrays)
     with single_threaded_blas() if on_cpu else contextlib.nullcontext():
         yield from _gated_steps_in_order(stepper, task)

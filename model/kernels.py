@@ -128,18 +128,10 @@ def _candidate_column(b, col, hin, cins, kws, h_weights_t, link_rows, res_weight
             out[base + o] = x[centre + o] + res_biases[layer, o] + residual[o]
 
 
-def _head(gated, skip_weight_t, skip_bias, w1_t, b1, w2_t, b2):
-    """The 1x1 output layers at one position: logits (B, outputs) for one channel."""
-    batch = gated.shape[0]
-    logits = np.empty((batch, w2_t.shape[0]), gated.dtype)
-    for b in numba_prange(batch):
-        _candidate_head(b, gated, skip_weight_t, skip_bias, w1_t, b1, w2_t, b2, logits)
-    return logits
-
-
 def _column_logits(col, hin, cins, kws, h_weights_t, link_rows, res_weights_t, res_biases,
                    gated, fast_tanh, skip_weight_t, skip_bias, w1_t, b1, w2_t, b2):
-    """_horizontal_column then _head, in one call: a sampled pixel-channel needs both, and
+    """_horizontal_column, then the 1x1 output layers at that position: the logits (B,
+    outputs) of one channel. One call, because a sampled pixel-channel needs both and
     each call (a parallel launch with several candidates) has a cost of its own."""
     batch = gated.shape[0]
     logits = np.empty((batch, w2_t.shape[0]), gated.dtype)
@@ -221,10 +213,8 @@ if AVAILABLE:
     # Each kernel's serial build, and its parallel build (one candidate per core), both
     # compiled on first use (seconds, then cached on disk).
     horizontal_column, parallel_horizontal_column = _builds(_horizontal_column)
-    head, parallel_head = _builds(_head)
     column_logits, parallel_column_logits = _builds(_column_logits)
     vertical_gate, parallel_vertical_gate = _builds(_vertical_gate)
 else:  # pragma: no cover
-    horizontal_column = head = column_logits = vertical_gate = None
-    parallel_horizontal_column = parallel_head = parallel_column_logits = None
-    parallel_vertical_gate = None
+    horizontal_column = column_logits = vertical_gate = None
+    parallel_horizontal_column = parallel_column_logits = parallel_vertical_gate = None
