@@ -108,7 +108,6 @@ class MainWindow(QMainWindow):
         self.candidate_images: np.ndarray | None = None
         self.completion_finished_callbacks = []
         self.loader = ModelLoader(self)
-        self.warm_up_thread: threading.Thread | None = None
         self.run_candidates = 1  # of the current or last completion
         self.chosen_candidate: int | None = None  # the one hole-aware completion kept
         self.complete_when_loaded = False
@@ -363,9 +362,8 @@ class MainWindow(QMainWindow):
         self.refresh_surprise()
         # The sampler's kernels compile while the user draws (seconds in the packaged app,
         # which has no kernel cache on disk); nothing waits for this thread.
-        self.warm_up_thread = threading.Thread(
-            target=warm_up_quietly, args=(model,), name="kernel warm-up", daemon=True)
-        self.warm_up_thread.start()
+        threading.Thread(target=warm_up_quietly, args=(model,), name="kernel warm-up",
+                         daemon=True).start()
         if self.complete_when_loaded:
             self.complete_when_loaded = False
             self.complete()

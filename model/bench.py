@@ -57,17 +57,10 @@ def time_against_one(model, known, candidates, device, repeats) -> tuple[float, 
     """Median seconds of an N-candidate and a one-candidate completion, run alternately so
     that both see the same machine: on a shared host the speed drifts from minute to minute
     by more than the difference being measured."""
-    cfg = model.config
-    image = np.zeros((cfg.channels, cfg.height, cfg.width), np.uint8)
     seconds = {candidates: [], 1: []}
     for seed in range(repeats):
         for n in seconds:
-            start = time.perf_counter()
-            complete(model, image, known, sampler="fast", candidates=n, seed=seed,
-                     device=device).run()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            seconds[n].append(time.perf_counter() - start)
+            seconds[n].append(time_sampler(model, "fast", known, n, device, 1, seed)[0])
     return statistics.median(seconds[candidates]), statistics.median(seconds[1])
 
 

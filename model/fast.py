@@ -298,13 +298,13 @@ class GatedStepper:
         self.gated = xp.zeros(B, L, w)  # each layer's gate output at the current position
         self.vertical_done = 0  # rows whose vertical stack is computed
         self.compiled = None
+        # The compiled kernels' rational tanh is exact to float32 rounding, not float64's.
+        self.fast_tanh = xp.dtype == np.float32
         if weights.compiled is not None:
             c = weights.compiled
             self.compiled = (self.hin_all, c["cins"], c["kws"], c["h_weights_t"], self.link_all,
                              c["res_weights_t"], c["res_biases"],
-                             self.gated.reshape(B, -1),
-                             # The rational tanh is exact to float32 rounding, not float64's.
-                             xp.dtype == np.float32)
+                             self.gated.reshape(B, -1), self.fast_tanh)
             self.compiled_head = c["heads"]
 
     def _pixels(self, rows: slice):
@@ -329,7 +329,7 @@ class GatedStepper:
                 top, left = r0 + q["kh"] - 1, q["k"] // 2
                 if self.compiled is not None:  # bias, tanh and gate in one pass
                     _run_kernel("vertical_gate", B, v_pre, p["v_bias"], self.vin[depth + 1],
-                                top, left, self.compiled[-1])
+                                top, left, self.fast_tanh)
                 else:
                     v_pre += p["v_bias"]
                     t = xp.tanh(v_pre)
