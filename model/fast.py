@@ -191,14 +191,15 @@ class GatedWeights:
                        for w2, b2 in self.head2],
             )
 
-    def gate_biases(self, class_index: torch.Tensor | None, batch: int):
-        """Per layer (vertical, horizontal) pre-activation biases, with the class's."""
+    def gate_biases(self, class_index: int | None):
+        """Per layer (vertical, horizontal) pre-activation biases, with the class's (every
+        candidate has the same), shaped to broadcast over candidates and positions."""
         xp = self.arrays
         for v_bias, h_bias, v_table, h_table in self.bias_sources:
-            v_bias, h_bias = v_bias.expand(batch, -1), h_bias.expand(batch, -1)
+            v_bias, h_bias = v_bias[None], h_bias[None]
             if class_index is not None:
-                v_bias = v_bias + v_table[class_index.to(v_table.device)]
-                h_bias = h_bias + h_table[class_index.to(h_table.device)]
+                v_bias = v_bias + v_table[class_index]
+                h_bias = h_bias + h_table[class_index]
             yield (xp.convert(_split_gate(v_bias)[:, None, None, :]),
                    xp.convert(_split_gate(h_bias)[:, None, :]))
 
@@ -257,68 +258,96 @@ def single_threaded_blas():
 
 
 class GatedStepper:
-    """Incremental evaluation of a GatedPixelCNN for a batch of images (candidates)."""
+    """Incremental evaluation of a GatedPixelCNN for a batch of images (candidates).
 
-    def __init__(self, weights: GatedWeights, task: SamplingTask):
+    Candidates start from the same image, so until their first different sample their
+    states are identical: with `share` (the default) the stepper computes one of them and
+    hands its logits to all, and splits into one state per candidate at the first value
+    they draw differently (`fork`). On a digit the blank top rows are often sampled alike;
+    a known prefix is always shared; at temperature 0 the candidates never split.
+    """
+
+    def __init__(self, weights: GatedWeights, task: SamplingTask, share: bool = True):
         self.weights = weights
-        self.arrays = xp = weights.arrays
+        self.arrays = weights.arrays
         self.task = task
         B, C, H, W = task.images.shape
         self.shape = (B, C, H, W)
         self.top_level = task.config.levels - 1  # scaled as the model does: x / (K-1)
-        self.width = w = weights.width
-        class_index = None
-        if task.config.num_classes:
-            label = task.config.num_classes if task.class_label is None else task.class_label
-            class_index = torch.full((B,), label, dtype=torch.long)
-        with torch.no_grad():
-            biases = list(weights.gate_biases(class_index, B))
-        self.layers = [dict(p, v_bias=v_bias, h_bias=h_bias)
-                       for p, (v_bias, h_bias) in zip(weights.layers, biases, strict=True)]
+        self.width = weights.width
         self.skip_weight, self.skip_bias = weights.skip_weight, weights.skip_bias
         self.head1_weight, self.head1_bias = weights.head1_weight, weights.head1_bias
         self.head2 = weights.head2
+        # The compiled kernels' rational tanh is within 3e-7 of tanh: for float32 only.
+        self.fast_tanh = self.arrays.dtype == np.float32
+        self.compiled_head = None if weights.compiled is None else weights.compiled["heads"]
+        self.vertical_done = 0  # rows whose vertical stack is computed
+        cfg, label = task.config, task.class_label
+        class_index = None
+        if cfg.num_classes:
+            class_index = cfg.num_classes if label is None else label
+        with torch.no_grad():
+            biases = list(weights.gate_biases(class_index))
+        self.layers = [dict(p, v_bias=v_bias, h_bias=h_bias)
+                       for p, (v_bias, h_bias) in zip(weights.layers, biases, strict=True)]
+        self._allocate(1 if share else B)
 
+    def _allocate(self, batch: int) -> None:
+        """The per-candidate state, zeroed, for `batch` candidates."""
+        xp, weights, w = self.arrays, self.weights, self.width
+        self.batch = batch
+        _, _, H, W = self.shape
         # Vertical inputs, channels-last and padded for each layer's kernel: layer i reads
         # rows r-kh+1..r of vin[i]; vin[i+1] holds layer i's gated output.
         L = len(self.layers)
-        self.vin = [xp.zeros(B, H + p["kh"] - 1, W + p["k"] - 1, p["cin"]) for p in self.layers]
+        self.vin = [xp.zeros(batch, H + p["kh"] - 1, W + p["k"] - 1, p["cin"])
+                    for p in self.layers]
         # Every kh x k window of each vin, made once: slicing rows of it is cheap.
         self.vin_windows = [xp.windows(v, p["kh"], p["k"])
                             for v, p in zip(self.vin, self.layers, strict=True)]
         # Per-layer buffers live in one stacked array each (the compiled kernels take whole
         # arrays); the per-layer names are views into them.
-        self.link_all = xp.zeros(L, B, W * 2 * w)
-        self.link_rows = [self.link_all[depth].reshape(B, W, 2 * w) for depth in range(L)]
+        self.link_all = xp.zeros(L, batch, W * 2 * w)
+        self.link_rows = [self.link_all[depth].reshape(batch, W, 2 * w) for depth in range(L)]
         # Horizontal inputs of the current row, padded on the left by kw-1 columns.
         lengths = [(W + p["kw"] - 1) * p["cin"] for p in self.layers]
-        self.hin_all = xp.zeros(L, B, max(lengths))
-        self.hin = [self.hin_all[depth, :, :n].reshape(B, W + p["kw"] - 1, p["cin"])
+        self.hin_all = xp.zeros(L, batch, max(lengths))
+        self.hin = [self.hin_all[depth, :, :n].reshape(batch, W + p["kw"] - 1, p["cin"])
                     for depth, (n, p) in enumerate(zip(lengths, self.layers, strict=True))]
-        self.gated = xp.zeros(B, L, w)  # each layer's gate output at the current position
-        self.vertical_done = 0  # rows whose vertical stack is computed
+        self.gated = xp.zeros(batch, L, w)  # each layer's gate output at the current position
         self.compiled = None
-        # The compiled kernels' rational tanh is exact to float32 rounding, not float64's.
-        self.fast_tanh = xp.dtype == np.float32
         if weights.compiled is not None:
             c = weights.compiled
             self.compiled = (self.hin_all, c["cins"], c["kws"], c["h_weights_t"], self.link_all,
                              c["res_weights_t"], c["res_biases"],
-                             self.gated.reshape(B, -1), self.fast_tanh)
-            self.compiled_head = c["heads"]
+                             self.gated.reshape(batch, -1), self.fast_tanh)
+
+    @property
+    def shared(self) -> bool:
+        """Whether one state still stands for every candidate."""
+        return self.batch < self.shape[0]
+
+    def fork(self) -> None:
+        """Give every candidate its own copy of the shared state."""
+        vin, link_all, hin_all = self.vin, self.link_all, self.hin_all
+        self._allocate(self.shape[0])
+        for new, old, p in zip(self.vin, vin, self.layers, strict=True):
+            filled = self.vertical_done + p["kh"] - 1  # the rows below are still zeros
+            new[:, :filled] = old[:, :filled]  # broadcast over the candidates
+        self.link_all[...] = link_all
+        self.hin_all[...] = hin_all
 
     def _pixels(self, rows: slice):
         """Scaled image rows, channels-last: (B, rows, W, C)."""
-        values = self.task.images[:, :, rows].transpose(0, 2, 3, 1) / self.top_level
+        values = self.task.images[:self.batch, :, rows].transpose(0, 2, 3, 1) / self.top_level
         return self.arrays.from_numpy(values)
 
     def _vertical(self, r0: int, r1: int) -> None:
         """Vertical stack for finished rows r0..r1-1, and the link they give the row below."""
-        xp, w, W = self.arrays, self.width, self.shape[3]
-        p0 = self.layers[0]
+        W, p0 = self.shape[3], self.layers[0]
         rows = self.vin[0][:, r0 + p0["kh"] - 1:r1 + p0["kh"] - 1]
         rows[:, :, p0["k"] // 2:p0["k"] // 2 + W] = self._pixels(slice(r0, r1))
-        B, n = self.shape[0], r1 - r0
+        xp, w, B, n = self.arrays, self.width, self.batch, r1 - r0
         for depth, p in enumerate(self.layers):
             windows = self.vin_windows[depth][:, r0:r1]  # (B, n, W, kh, k, cin)
             # One two-dimensional product (a copy of the windows, then BLAS) for all rows.
@@ -328,8 +357,8 @@ class GatedStepper:
                 q = self.layers[depth + 1]
                 top, left = r0 + q["kh"] - 1, q["k"] // 2
                 if self.compiled is not None:  # bias, tanh and gate in one pass
-                    _run_kernel("vertical_gate", B, v_pre, p["v_bias"], self.vin[depth + 1],
-                                top, left, self.fast_tanh)
+                    kernels.vertical_gate(v_pre, p["v_bias"], self.vin[depth + 1], top, left,
+                                          self.fast_tanh)
                 else:
                     v_pre += p["v_bias"]
                     t = xp.tanh(v_pre)
@@ -354,6 +383,12 @@ class GatedStepper:
         self.hin[0][:, p0["kw"] - 1:] = self._pixels(slice(row, row + 1))[:, 0]
 
     def write(self, col: int, channel: int, values: np.ndarray) -> None:
+        """Enter the values drawn (one per candidate) at the current pixel-channel."""
+        if self.shared:
+            if (values == values[0]).all():
+                values = values[:1]
+            else:
+                self.fork()
         self.hin[0][:, self.layers[0]["kw"] - 1 + col, channel] = self.arrays.from_numpy(
             values / self.top_level)
 
@@ -361,8 +396,8 @@ class GatedStepper:
         """Horizontal stack at columns c0..c1 of the current row, every layer."""
         xp, w = self.arrays, self.width
         single = c0 == c1
-        if single and self.compiled is not None:
-            _run_kernel("horizontal_column", self.shape[0], c0, *self.compiled)
+        if single and self.compiled is not None:  # the column kernel; its logits unused
+            _column_kernel(self.batch, c0, *self.compiled, *self.compiled_head[0])
             return
         for depth, p in enumerate(self.layers):
             kw, hin = p["kw"], self.hin[depth]
@@ -393,18 +428,19 @@ class GatedStepper:
                 out += p["res_bias"]
 
     def column_logits(self, col: int, channel: int) -> np.ndarray:
-        """horizontal(col, col), then logits(channel)."""
+        """horizontal(col, col), then logits(channel), one row per candidate."""
         if self.compiled is None:
             self.horizontal(col, col)
-            return self.logits(channel)
-        out = _run_kernel("column_logits", self.shape[0], col, *self.compiled,
-                          *self.compiled_head[channel])
-        return out[:, 0] if out.shape[1] == 1 else out
+            out = self.logits(channel)
+        else:
+            out = _column_kernel(self.batch, col, *self.compiled, *self.compiled_head[channel])
+            out = out[:, 0] if out.shape[1] == 1 else out
+        return np.repeat(out, self.shape[0], axis=0) if self.shared else out
 
     def logits(self, channel: int) -> np.ndarray:
         """The current position's logits for one channel: (B,) bernoulli or (B, K)."""
         xp = self.arrays
-        B = self.shape[0]
+        B = self.batch
         weight, bias = self.head2[channel]
         skip = xp.matmul(self.gated.reshape(B, -1), self.skip_weight)
         skip += self.skip_bias
@@ -416,26 +452,27 @@ class GatedStepper:
         return out[:, 0] if out.shape[1] == 1 else out
 
 
-# Several candidates run one per core. Numba's parallel kernels are launched by one thread at
-# a time (its fallback threading layer aborts the process on concurrent launches), so a
-# second completion running meanwhile takes the serial kernels; so does any machine where
-# no threading layer loads.
+# Several candidates run on every core, a group of them per core. Numba's parallel kernels
+# are launched by one thread at a time (its fallback threading layer aborts the process on
+# concurrent launches), so a second completion running meanwhile takes the serial kernels;
+# so does any machine where no threading layer loads.
 _parallel_launch = threading.Lock()
 _parallel_works = True
 
 
-def _run_kernel(name: str, candidates: int, *args):
+def _column_kernel(candidates: int, *args) -> np.ndarray:
+    """kernels.column_logits(*args), in its parallel build for several candidates."""
     global _parallel_works
     if candidates > 1 and _parallel_works and _parallel_launch.acquire(blocking=False):
         try:
-            return getattr(kernels, "parallel_" + name)(*args)
+            return kernels.parallel_column_logits(*args)
         except (ValueError, ImportError, RuntimeError) as error:
             if "threading layer" not in str(error):
                 raise
             _parallel_works = False
         finally:
             _parallel_launch.release()
-    return getattr(kernels, name)(*args)
+    return kernels.column_logits(*args)
 
 
 def _gated_steps(stepper: GatedStepper, task: SamplingTask) -> Iterator[PixelSample]:
@@ -504,9 +541,11 @@ def warm_up(model: ImageModel, device=None) -> None:
     # pixel before it in its row (the horizontal one), wherever the image allows.
     known = np.ones((cfg.height, cfg.width), bool)
     known[min(1, cfg.height - 1), min(1, cfg.width - 1)] = False
-    for candidates in (1, 2):  # the serial kernels, then the parallel ones
-        fast_completion(model, image, known, candidates=candidates, seed=0,
-                        device=device).run()
+    weights = prepared_weights(model, "compiled", device)
+    for candidates in (1, 2):  # the serial kernels, then (unshared) the parallel ones
+        task = SamplingTask(model, image, known, candidates=candidates, seed=0)
+        for _ in _gated_steps(GatedStepper(weights, task, share=False), task):
+            pass
 
 
 def default_backend(device: torch.device) -> str:

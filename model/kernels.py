@@ -52,129 +52,185 @@ def _products(x, weights_t, out):
 
 # tanh(x) ~ x P(x^2) / Q(x^2) on |x| <= 9 (beyond it tanh is 1 to float32 precision): a
 # rational fit made for this project (weighted least squares, Loeb iterations), max error
-# 5e-8 in float64 arithmetic. Unlike libm's tanh it has no branches, so it vectorises.
-_P = (9.99999923e-01, 1.33847699e-01, 3.50027121e-03, 2.06950499e-05, 1.34898457e-08)
-_Q = (1.0, 4.67180729e-01, 2.58941974e-02, 3.29368303e-04, 7.82852043e-07)
+# 5e-8 in float64 arithmetic, 3e-7 in the float32 arithmetic used here (float64 constants
+# would turn every step into a conversion and a 4-lane double operation). Unlike libm's
+# tanh it has no branches, so it vectorises. Only float32 completions use it.
+_P = tuple(np.float32(c) for c in (
+    9.99999923e-01, 1.33847699e-01, 3.50027121e-03, 2.06950499e-05, 1.34898457e-08))
+_Q = tuple(np.float32(c) for c in (
+    1.0, 4.67180729e-01, 2.58941974e-02, 3.29368303e-04, 7.82852043e-07))
+_LIMIT, _ONE = np.float32(9.0), np.float32(1.0)
 
 
 def _fast_tanh(x):
-    x = min(max(x, -9.0), 9.0)
+    x = min(max(x, -_LIMIT), _LIMIT)
     s = x * x
     p = (((_P[4] * s + _P[3]) * s + _P[2]) * s + _P[1]) * s + _P[0]
     q = (((_Q[4] * s + _Q[3]) * s + _Q[2]) * s + _Q[1]) * s + _Q[0]
     return x * p / q
 
 
-def _horizontal_column(col, hin, cins, kws, h_weights_t, link_rows, res_weights_t, res_biases,
-                       gated, fast_tanh):
-    """Every layer of the horizontal stack at one column of the current row.
+def _pair_products(x, weights_t, out):
+    """out[j, o] = x[j] . weights_t[o] for the two rows j of x: each weight is loaded
+    once for both candidates, which (measured) nearly doubles the arithmetic rate."""
+    n_out = out.shape[1]
+    blocked = n_out - n_out % 4
+    x0, x1 = x[0], x[1]
+    for o in range(0, blocked, 4):
+        u, v = x0[0], x1[0]
+        w0, w1, w2, w3 = weights_t[o, 0], weights_t[o + 1, 0], weights_t[o + 2, 0], \
+            weights_t[o + 3, 0]
+        a0, a1, a2, a3 = u * w0, u * w1, u * w2, u * w3
+        b0, b1, b2, b3 = v * w0, v * w1, v * w2, v * w3
+        for i in range(1, x0.shape[0]):
+            u, v = x0[i], x1[i]
+            w0, w1, w2, w3 = weights_t[o, i], weights_t[o + 1, i], weights_t[o + 2, i], \
+                weights_t[o + 3, i]
+            a0 += u * w0
+            a1 += u * w1
+            a2 += u * w2
+            a3 += u * w3
+            b0 += v * w0
+            b1 += v * w1
+            b2 += v * w2
+            b3 += v * w3
+        out[0, o], out[0, o + 1], out[0, o + 2], out[0, o + 3] = a0, a1, a2, a3
+        out[1, o], out[1, o + 1], out[1, o + 2], out[1, o + 3] = b0, b1, b2, b3
+    for o in range(blocked, n_out):
+        for j in range(2):
+            acc = x[j, 0] * weights_t[o, 0]
+            for i in range(1, x0.shape[0]):
+                acc += x[j, i] * weights_t[o, i]
+            out[j, o] = acc
+
+
+def _group_products(x, count, weights_t, out):
+    """The products of the first `count` (1 or 2) rows of x."""
+    if count == 2:
+        _pair_products(x, weights_t, out)
+    else:
+        _products(x[0], weights_t, out[0])
+
+
+# Candidates are independent; the kernels take them in groups of two (the last alone when
+# their number is odd) only to share weight loads. Candidate k's arithmetic is the same
+# whichever group it is in, and in the parallel build each group runs on its own core.
+GROUP = 2
+
+
+def _group_column(first, count, col, hin, cins, kws, h_weights_t, link_rows, res_weights_t,
+                  res_biases, gated, fast_tanh):
+    """Every layer of the horizontal stack at one column of the current row, for
+    candidates first .. first + count - 1.
 
     Arrays arrive stacked per layer and flattened: hin (L, B, padded columns * cin),
     h_weights_t (L, 2w, longest window), link_rows (L, B, W * 2w), gated (B, L * w).
     Same maths as GatedStepper.horizontal: the b half of the pre-activation arrives halved,
     so tanh(a) * (1 + tanh(b/2)) is twice the gate, and the consumers' weights carry the
     1/2. `fast_tanh` (for float32) swaps libm's tanh for the rational fit above.
-    Candidates are independent, so each runs the same code on its own (and, in the
-    parallel build, on its own core): candidate k's arithmetic never depends on how many
-    candidates there are.
     """
-    batch = gated.shape[0]
-    for b in numba_prange(batch):
-        _candidate_column(b, col, hin, cins, kws, h_weights_t, link_rows, res_weights_t,
-                          res_biases, gated, fast_tanh)
-
-
-def _candidate_column(b, col, hin, cins, kws, h_weights_t, link_rows, res_weights_t,
-                      res_biases, gated, fast_tanh):
     layers = hin.shape[0]
     width = gated.shape[1] // layers
-    pre = np.empty(2 * width, gated.dtype)
-    gate = np.empty(width, gated.dtype)
-    residual = np.empty(width, gated.dtype)
-    # A contiguous copy of the window, zero-padded to the widest: the padding meets the
+    pre = np.empty((GROUP, 2 * width), gated.dtype)
+    gate = np.empty((GROUP, width), gated.dtype)
+    residual = np.empty((GROUP, width), gated.dtype)
+    # Contiguous copies of the windows, zero-padded to the widest: the padding meets the
     # zero-padded weights, so every layer runs the same (vectorised) product.
-    window = np.zeros(h_weights_t.shape[2], gated.dtype)
+    window = np.zeros((GROUP, h_weights_t.shape[2]), gated.dtype)
     for layer in range(layers):
-        x = hin[layer, b]
         cin = cins[layer]
         kw = kws[layer]
-        for i in range(kw * cin):
-            window[i] = x[col * cin + i]
-        _products(window, h_weights_t[layer], pre)
-        link = link_rows[layer, b]
-        offset = col * 2 * width
-        for o in range(2 * width):
-            pre[o] += link[offset + o]
-        # Separate loops for the two tanh's, so that the branch is not taken per element.
-        if fast_tanh:
+        for j in range(count):
+            x = hin[layer, first + j]
+            for i in range(kw * cin):
+                window[j, i] = x[col * cin + i]
+        _group_products(window, count, h_weights_t[layer], pre)
+        for j in range(count):
+            b = first + j
+            link = link_rows[layer, b]
+            offset = col * 2 * width
+            for o in range(2 * width):
+                pre[j, o] += link[offset + o]
+            # Separate loops for the two tanh's, so that the branch is not taken per element.
+            if fast_tanh:
+                for o in range(width):
+                    gate[j, o] = _fast_tanh(pre[j, o]) * (_ONE + _fast_tanh(pre[j, width + o]))
+            else:
+                for o in range(width):
+                    gate[j, o] = math.tanh(pre[j, o]) * (1.0 + math.tanh(pre[j, width + o]))
             for o in range(width):
-                gate[o] = _fast_tanh(pre[o]) * (1.0 + _fast_tanh(pre[width + o]))
-        else:
-            for o in range(width):
-                gate[o] = math.tanh(pre[o]) * (1.0 + math.tanh(pre[width + o]))
-        for o in range(width):
-            gated[b, layer * width + o] = gate[o]
+                gated[b, layer * width + o] = gate[j, o]
         if layer + 1 == layers:
             break
-        out = hin[layer + 1, b]
         base = (col + kws[layer + 1] - 1) * width
         if layer == 0:  # the first layer has no residual: its output is the gate itself
-            for o in range(width):
-                out[base + o] = 0.5 * gate[o]
+            for j in range(count):
+                out = hin[layer + 1, first + j]
+                for o in range(width):
+                    out[base + o] = 0.5 * gate[j, o]
             continue
-        _products(gate, res_weights_t[layer], residual)
+        _group_products(gate, count, res_weights_t[layer], residual)
         centre = (col + kw - 1) * width
-        for o in range(width):
-            out[base + o] = x[centre + o] + res_biases[layer, o] + residual[o]
+        for j in range(count):
+            x, out = hin[layer, first + j], hin[layer + 1, first + j]
+            for o in range(width):
+                out[base + o] = x[centre + o] + res_biases[layer, o] + residual[j, o]
 
 
 def _column_logits(col, hin, cins, kws, h_weights_t, link_rows, res_weights_t, res_biases,
                    gated, fast_tanh, skip_weight_t, skip_bias, w1_t, b1, w2_t, b2):
-    """_horizontal_column, then the 1x1 output layers at that position: the logits (B,
-    outputs) of one channel. One call, because a sampled pixel-channel needs both and
-    each call (a parallel launch with several candidates) has a cost of its own."""
+    """The horizontal stack at one column (_group_column), then the 1x1 output layers
+    there: the logits (B, outputs) of one channel. One call, because a sampled
+    pixel-channel needs both and each call has a cost of its own."""
     batch = gated.shape[0]
     logits = np.empty((batch, w2_t.shape[0]), gated.dtype)
-    for b in numba_prange(batch):
-        _candidate_column(b, col, hin, cins, kws, h_weights_t, link_rows, res_weights_t,
-                          res_biases, gated, fast_tanh)
-        _candidate_head(b, gated, skip_weight_t, skip_bias, w1_t, b1, w2_t, b2, logits)
+    for group in numba_prange((batch + GROUP - 1) // GROUP):
+        first = group * GROUP
+        count = min(GROUP, batch - first)
+        _group_column(first, count, col, hin, cins, kws, h_weights_t, link_rows,
+                      res_weights_t, res_biases, gated, fast_tanh)
+        _group_head(first, count, gated, skip_weight_t, skip_bias, w1_t, b1, w2_t, b2, logits)
     return logits
 
 
-def _candidate_head(b, gated, skip_weight_t, skip_bias, w1_t, b1, w2_t, b2, logits):
-    skip = np.empty(skip_weight_t.shape[0], gated.dtype)
-    _products(gated[b], skip_weight_t, skip)
-    for o in range(skip.shape[0]):
-        skip[o] = max(skip[o] + skip_bias[o], 0.0)
-    hidden = np.empty(w1_t.shape[0], gated.dtype)
-    _products(skip, w1_t, hidden)
-    for o in range(hidden.shape[0]):
-        hidden[o] = max(hidden[o] + b1[o], 0.0)
-    _products(hidden, w2_t, logits[b])
-    for o in range(logits.shape[1]):
-        logits[b, o] += b2[o]
+def _group_head(first, count, gated, skip_weight_t, skip_bias, w1_t, b1, w2_t, b2, logits):
+    skip = np.empty((GROUP, skip_weight_t.shape[0]), gated.dtype)
+    _group_products(gated[first:first + count], count, skip_weight_t, skip)
+    hidden = np.empty((GROUP, w1_t.shape[0]), gated.dtype)
+    for j in range(count):
+        for o in range(skip.shape[1]):
+            skip[j, o] = max(skip[j, o] + skip_bias[o], 0.0)
+    _group_products(skip, count, w1_t, hidden)
+    out = np.empty((GROUP, w2_t.shape[0]), gated.dtype)
+    for j in range(count):
+        for o in range(hidden.shape[1]):
+            hidden[j, o] = max(hidden[j, o] + b1[o], 0.0)
+    _group_products(hidden, count, w2_t, out)
+    for j in range(count):
+        for o in range(out.shape[1]):
+            logits[first + j, o] = out[j, o] + b2[o]
 
 
 def _vertical_gate(v_pre, v_bias, vin, top, left, fast_tanh):
     """The vertical stack's bias and gate for finished rows, written to the next layer's input.
 
-    v_pre (B, rows, W, 2w) gets its bias (B, 1, 1, 2w) added in place (the link reads it);
-    the gates go to vin[:, top + r, left + c] (the next layer's padded input, whole, so that
-    every array here is contiguous and the loops vectorise). As in the horizontal stack,
+    v_pre (B, rows, W, 2w) gets its bias (1, 1, 1, 2w: the candidates share their class)
+    added in place (the link reads it); the gates go to vin[:, top + r, left + c] (the next
+    layer's padded input, whole, so that every array here is contiguous and the loops
+    vectorise). As in the horizontal stack,
     tanh(a) * (1 + tanh(b/2)) is twice the gate; the next layer's weights carry the 1/2.
     """
     batch, rows, width, outputs = v_pre.shape
     half = outputs // 2
-    for b in numba_prange(batch):
+    for b in range(batch):
         for r in range(rows):
             for c in range(width):
                 for o in range(outputs):
-                    v_pre[b, r, c, o] += v_bias[b, 0, 0, o]
+                    v_pre[b, r, c, o] += v_bias[0, 0, 0, o]
                 if fast_tanh:
                     for o in range(half):
                         vin[b, top + r, left + c, o] = _fast_tanh(v_pre[b, r, c, o]) * (
-                            1.0 + _fast_tanh(v_pre[b, r, c, half + o]))
+                            _ONE + _fast_tanh(v_pre[b, r, c, half + o]))
                 else:
                     for o in range(half):
                         vin[b, top + r, left + c, o] = math.tanh(v_pre[b, r, c, o]) * (
@@ -184,37 +240,42 @@ def _vertical_gate(v_pre, v_bias, vin, top, left, fast_tanh):
 numba_prange = range  # numba.prange in the parallel build; plain range when interpreted
 
 
-def _compiled(function, parallel: bool):
-    """`function` compiled, cached on disk where there is somewhere to write the cache.
-
-    The parallel build is compiled from a renamed copy: Numba names its cache files after
-    the function, and does not tell the two builds of one function apart when loading.
-    """
-    if parallel:
-        function = types.FunctionType(function.__code__, function.__globals__,
-                                      function.__name__ + "_parallel")
-    options = dict(nogil=True, fastmath=True, parallel=parallel)
+def _jit(function, **options):
+    """`function` compiled, cached on disk where there is somewhere to write the cache."""
     try:
-        return numba.njit(cache=True, **options)(function)
+        return numba.njit(cache=True, fastmath=True, nogil=True, **options)(function)
     except RuntimeError:  # no writable cache folder (e.g. a read-only install)
-        return numba.njit(**options)(function)
+        return numba.njit(fastmath=True, nogil=True, **options)(function)
 
 
-def _builds(function):
-    return _compiled(function, parallel=False), _compiled(function, parallel=True)
+def _compiled(function, parallel: bool):
+    """`function`'s serial or parallel build. The parallel build is compiled from a renamed
+    copy: Numba names its cache files after the function, and does not tell the two builds
+    of one function apart when loading (it would hand one the other's machine code)."""
+    if parallel:
+        name = function.__name__ + "_parallel"
+        function = types.FunctionType(function.__code__, function.__globals__, name)
+        function.__qualname__ = name  # the cache files are named after the qualified name
+    return _jit(function, parallel=parallel)
 
 
 if AVAILABLE:
-    _products = numba.njit(inline="always", fastmath=True)(_products)
-    _fast_tanh = numba.njit(inline="always", fastmath=True)(_fast_tanh)
-    _candidate_column = numba.njit(inline="always", fastmath=True)(_candidate_column)
-    _candidate_head = numba.njit(inline="always", fastmath=True)(_candidate_head)
+    # The small helpers are inlined where they are used. The per-group functions are
+    # compiled once and called by both builds of the column kernel: inlined into a
+    # parallel build they made Numba's compilation (on every start of the packaged app,
+    # which has no cache) several times longer.
+    _products, _pair_products, _fast_tanh = (
+        numba.njit(inline="always", fastmath=True)(f)
+        for f in (_products, _pair_products, _fast_tanh))
+    _group_products, _group_column, _group_head = (
+        _jit(f) for f in (_group_products, _group_column, _group_head))
     numba_prange = numba.prange
-    # Each kernel's serial build, and its parallel build (one candidate per core), both
-    # compiled on first use (seconds, then cached on disk).
-    horizontal_column, parallel_horizontal_column = _builds(_horizontal_column)
-    column_logits, parallel_column_logits = _builds(_column_logits)
-    vertical_gate, parallel_vertical_gate = _builds(_vertical_gate)
+    # The column kernel runs once per sampled value: serial for one candidate, parallel
+    # (groups of candidates on all cores) for several. The vertical gate runs once per
+    # layer and row, next to a BLAS product that dominates it: serial only. All compile on
+    # first use (seconds, then cached on disk).
+    column_logits = _compiled(_column_logits, parallel=False)
+    parallel_column_logits = _compiled(_column_logits, parallel=True)
+    vertical_gate = _compiled(_vertical_gate, parallel=False)
 else:  # pragma: no cover
-    horizontal_column = column_logits = vertical_gate = None
-    parallel_horizontal_column = parallel_column_logits = parallel_vertical_gate = None
+    column_logits = parallel_column_logits = vertical_gate = None
