@@ -464,15 +464,16 @@ def _column_kernel(candidates: int, *args) -> np.ndarray:
     """kernels.column_logits(*args), in its parallel build for several candidates."""
     global _parallel_works
     if candidates > 1 and _parallel_works and _parallel_launch.acquire(blocking=False):
-        try:
-            return kernels.parallel_column_logits(*args)
+        try:  # one share of the candidates per thread
+            shares = min(candidates, kernels.threads())
+            return kernels.parallel_column_logits(shares, *args)
         except (ValueError, ImportError, RuntimeError) as error:
             if "threading layer" not in str(error):
                 raise
             _parallel_works = False
         finally:
             _parallel_launch.release()
-    return kernels.column_logits(*args)
+    return kernels.column_logits(1, *args)
 
 
 def _gated_steps(stepper: GatedStepper, task: SamplingTask) -> Iterator[PixelSample]:

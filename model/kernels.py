@@ -112,9 +112,9 @@ def _group_products(x, count, weights_t, out):
         _products(x[0], weights_t, out[0])
 
 
-# Candidates are independent; the kernels take them in groups of two (the last alone when
-# their number is odd) only to share weight loads. Candidate k's arithmetic is the same
-# whichever group it is in, and in the parallel build each group runs on its own core.
+# Candidates are independent; the kernels take them in groups of two (one alone where a
+# share of them is odd) only to share weight loads. Candidate k's arithmetic is the same
+# whichever group it is in.
 GROUP = 2
 
 
@@ -177,19 +177,23 @@ def _group_column(first, count, col, hin, cins, kws, h_weights_t, link_rows, res
                 out[base + o] = x[centre + o] + res_biases[layer, o] + residual[j, o]
 
 
-def _column_logits(col, hin, cins, kws, h_weights_t, link_rows, res_weights_t, res_biases,
+def _column_logits(shares, col, hin, cins, kws, h_weights_t, link_rows, res_weights_t, res_biases,
                    gated, fast_tanh, skip_weight_t, skip_bias, w1_t, b1, w2_t, b2):
     """The horizontal stack at one column (_group_column), then the 1x1 output layers
     there: the logits (B, outputs) of one channel. One call, because a sampled
-    pixel-channel needs both and each call has a cost of its own."""
+    pixel-channel needs both and each call has a cost of its own. The candidates are
+    dealt out in `shares` (one per thread in the parallel build) of nearly equal size:
+    9 candidates on two cores are 5 and 4, where pairs dealt out would be 6 and 3."""
     batch = gated.shape[0]
     logits = np.empty((batch, w2_t.shape[0]), gated.dtype)
-    for group in numba_prange((batch + GROUP - 1) // GROUP):
-        first = group * GROUP
-        count = min(GROUP, batch - first)
-        _group_column(first, count, col, hin, cins, kws, h_weights_t, link_rows,
-                      res_weights_t, res_biases, gated, fast_tanh)
-        _group_head(first, count, gated, skip_weight_t, skip_bias, w1_t, b1, w2_t, b2, logits)
+    for share in numba_prange(shares):
+        end = (share + 1) * batch // shares
+        for first in range(share * batch // shares, end, GROUP):
+            count = min(GROUP, end - first)
+            _group_column(first, count, col, hin, cins, kws, h_weights_t, link_rows,
+                          res_weights_t, res_biases, gated, fast_tanh)
+            _group_head(first, count, gated, skip_weight_t, skip_bias, w1_t, b1, w2_t, b2,
+                        logits)
     return logits
 
 
@@ -238,6 +242,11 @@ def _vertical_gate(v_pre, v_bias, vin, top, left, fast_tanh):
 
 
 numba_prange = range  # numba.prange in the parallel build; plain range when interpreted
+
+
+def threads() -> int:
+    """How many threads the parallel builds run on."""
+    return numba.get_num_threads()
 
 
 def _jit(function, **options):
