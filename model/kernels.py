@@ -2,7 +2,7 @@
 
 One pixel of the gated model is a few dozen products of vectors with small matrices. In
 NumPy each is a separate call costing microseconds of overhead, far more than its
-arithmetic; compiled, every layer of a column is one call and the head another. Weights
+arithmetic; compiled, every layer of a column and the head are one call. Weights
 come transposed, (out, in), so that each output is a contiguous dot product that the
 compiler vectorises (fastmath lets it reorder the sum; the result moves by rounding only).
 If Numba is not installed the sampler falls back to NumPy (same results, slower).
