@@ -16,7 +16,6 @@ tells the runner to start its images over, so no sample of the failed run is kep
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 from collections import deque
@@ -25,6 +24,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, QTimer, Signal, Slot
+
+from model.seeds import new_seed
 
 if TYPE_CHECKING:
     import torch
@@ -110,7 +111,7 @@ class CompletionWorker(QObject):
         self.ranked = None  # with rank_method: model.rerank.Reranked once the run is done
         self._image = image
         self._known = known
-        seed = secrets.randbits(32) if seed is None else seed  # as SamplingTask draws one
+        seed = new_seed() if seed is None else seed  # known here, to show and reuse
         self._options = dict(sampler=sampler, candidates=candidates, temperature=temperature,
                              seed=seed, class_label=class_label)
         self._device = device

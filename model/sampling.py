@@ -9,7 +9,6 @@ between two pixels (stopping the iteration stops the work).
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -18,6 +17,7 @@ import torch
 
 from .base import ImageModel
 from .distributions import draw, probabilities
+from .seeds import new_seed
 
 
 class PixelSample(NamedTuple):
@@ -78,7 +78,7 @@ class SamplingTask:
         self.candidates = candidates
         self.temperature = float(temperature)
         self.class_label = class_label
-        self.seed = secrets.randbits(32) if seed is None else int(seed)
+        self.seed = new_seed() if seed is None else int(seed)
         self.images = np.repeat(values[None].astype(np.uint8), candidates, axis=0)
         # One independent stream of uniforms per candidate, made on the CPU from the seed:
         # candidate k is the same whatever the device or the number of candidates.
