@@ -452,7 +452,7 @@ class GatedStepper:
         return out[:, 0] if out.shape[1] == 1 else out
 
 
-# Several candidates run on every core, a group of them per core. Numba's parallel kernels
+# Several candidates run on every core, an even share of them per core. Numba's parallel kernels
 # are launched by one thread at a time (its fallback threading layer aborts the process on
 # concurrent launches), so a second completion running meanwhile takes the serial kernels;
 # so does any machine where no threading layer loads.
