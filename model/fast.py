@@ -460,6 +460,12 @@ _parallel_launch = threading.Lock()
 _parallel_works = True
 
 
+def parallel_kernels_work() -> bool:
+    """False once a parallel kernel failed for want of a threading layer (the serial ones
+    then serve every completion)."""
+    return _parallel_works
+
+
 def _column_kernel(candidates: int, *args) -> np.ndarray:
     """kernels.column_logits(*args), in its parallel build for several candidates."""
     global _parallel_works

@@ -43,7 +43,7 @@ def models_dir(tmp_path):
 def test_self_test_passes_with_working_models(models_dir, qapp, capsys):
     assert selftest.run_self_test(models_dir) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("ok    model tiny: 60 pixels completed")
+    assert out[0].startswith("ok    model tiny: 60 pixels x 2 candidates completed")
     assert out[1].startswith("ok    window: ")
     assert out[-1] == "self-test OK"
 
@@ -91,13 +91,20 @@ def change_a_known_pixel(samples, images):
     return samples, images
 
 
+def change_a_known_pixel_of_the_second_candidate(samples, images):
+    images[1, 0, 0, 0] = 1 - images[1, 0, 0, 0]
+    return samples, images
+
+
 def skip_an_unknown_pixel(samples, images):
     return samples[1:], images
 
 
 @pytest.mark.parametrize(("damage", "message"), [
     (change_a_known_pixel, "the completion changed 1 known pixel values."),
-    (skip_an_unknown_pixel, "sampled 59 of the 60 unknown pixel values and 0 others."),
+    (change_a_known_pixel_of_the_second_candidate,
+     "the completion changed 1 known pixel values."),
+    (skip_an_unknown_pixel, "sampled 119 of the 120 unknown pixel values and 0 others."),
 ])
 def test_the_model_check_catches_a_wrong_completion(models_dir, monkeypatch, damage, message):
     monkeypatch.setattr(selftest, "complete", damaged(damage))
