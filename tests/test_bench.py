@@ -25,9 +25,10 @@ def test_the_samplers_are_compared_on_the_same_task(tmp_path, capsys):
     # printed speedup (computed from the unrounded times) in the last digit.
     assert result["speedup"] == pytest.approx(
         result["reference_seconds"] / result["fast_seconds"], rel=0.02, abs=0.1)
-    assert result["one_candidate_seconds"] > 0 and result["side_by_side_seconds"] > 0
+    # N candidates are timed alternately with one candidate, in the same process.
+    assert result["one_candidate_seconds"] > 0
     assert result["times_one"] == pytest.approx(
-        result["side_by_side_seconds"] / result["one_candidate_seconds"], rel=0.02, abs=0.01)
+        result["fast_seconds"] / result["one_candidate_seconds"], rel=0.02, abs=0.01)
 
 
 def test_one_candidate_is_not_compared_with_itself(tmp_path, capsys):
