@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
-    from gui.main_window import MainWindow, start_demo
+    from gui.main_window import MainWindow, start_demo, wait_for_warm_ups
     from model.registry import APP_ICON, SAMPLE_DIGIT
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -90,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.self_test:
         from gui.selftest import run_self_test
 
-        return run_self_test()
+        code = run_self_test()
+        wait_for_warm_ups()
+        return code
     window = MainWindow(args.model, load_in_background=True)
     if args.time_startup:
         report_startup(app, window)
@@ -105,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         # The window is left as drawn: closing must not wait on a "discard changes?" question.
         QTimer.singleShot(int(args.quit_after * 1000), lambda: (window.undo_stack.setClean(),
                                                                window.close()))
-    return app.exec()
+    code = app.exec()
+    wait_for_warm_ups()
+    return code
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,19 @@ class ModelLoader(QObject):
     def wait(self, seconds: float = 30.0) -> None:
         if self.thread is not None:
             self.thread.join(seconds)
+
+
+WARM_UP_THREAD = "kernel warm-up"
+
+
+def wait_for_warm_ups(seconds: float = 30.0) -> None:
+    """Let the background kernel warm-ups finish (waiting at most `seconds` in all). Called
+    before the process exits: a warm-up cut off at exit inside a kernel or a parallel
+    region aborted the packaged app ("terminate called without an active exception")."""
+    deadline = time.monotonic() + seconds
+    for thread in threading.enumerate():
+        if thread.name == WARM_UP_THREAD:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def warm_up_quietly(model) -> None:
@@ -362,7 +376,7 @@ class MainWindow(QMainWindow):
         self.refresh_surprise()
         # The sampler's kernels compile while the user draws (seconds in the packaged app,
         # which has no kernel cache on disk); nothing waits for this thread.
-        threading.Thread(target=warm_up_quietly, args=(model,), name="kernel warm-up",
+        threading.Thread(target=warm_up_quietly, args=(model,), name=WARM_UP_THREAD,
                          daemon=True).start()
         if self.complete_when_loaded:
             self.complete_when_loaded = False

@@ -1,7 +1,6 @@
 import gzip
 import os
 import struct
-import threading
 
 import numpy as np
 import pytest
@@ -59,9 +58,9 @@ def warm_ups_finish_within_their_test():
     """A window starts compiling the sampler's kernels in the background when its model
     loads; that thread must not run on into the next test (it sets BLAS's thread limit)."""
     yield
-    for thread in threading.enumerate():
-        if thread.name == "kernel warm-up":
-            thread.join(120)
+    from gui.main_window import wait_for_warm_ups
+
+    wait_for_warm_ups(120)
 
 
 def write_mnist(directory, train_images, test_images):

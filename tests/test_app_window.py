@@ -366,3 +366,25 @@ def test_a_loaded_model_has_its_kernels_compiled_in_the_background(window, qtbot
     window.open_model("tiny")  # the same model, loaded afresh
     qtbot.waitUntil(lambda: len(warmed) == 1, timeout=5000)
     assert warmed[0][0] is window.model and warmed[0][1] == "kernel warm-up"
+
+
+def test_the_app_exits_only_after_its_kernel_warm_up_has_finished(tiny_files, monkeypatch,
+                                                                   qapp):
+    """A warm-up cut off at exit aborted the packaged app: main() waits for it."""
+    from PySide6.QtCore import QMetaObject, Qt
+
+    import main as main_module
+
+    finished = threading.Event()
+
+    def slow_warm_up(model):  # quits the app itself, then is still busy for a while
+        QMetaObject.invokeMethod(qapp, "quit", Qt.ConnectionType.QueuedConnection)
+        time.sleep(0.5)
+        finished.set()
+
+    monkeypatch.setattr(main_window_module, "warm_up_quietly", slow_warm_up)
+    assert main_module.main(["--model", "tiny"]) == 0
+    assert finished.is_set()
+    for widget in qapp.topLevelWidgets():
+        if isinstance(widget, MainWindow):
+            close(widget)
