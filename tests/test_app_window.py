@@ -1,5 +1,8 @@
 """The main window end to end, offscreen, with a tiny model saved as if bundled."""
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -15,6 +18,8 @@ from conftest import FailingGPU, cuda_out_of_memory, tiny_model
 from gui.main_window import MainWindow
 from main import parse_arguments
 from model import complete, save_model
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -368,23 +373,31 @@ def test_a_loaded_model_has_its_kernels_compiled_in_the_background(window, qtbot
     assert warmed[0][0] is window.model and warmed[0][1] == "kernel warm-up"
 
 
-def test_the_app_exits_only_after_its_kernel_warm_up_has_finished(tiny_files, monkeypatch,
-                                                                   qapp):
+# In a process of its own: the app's event loop runs and quits, which the shared test
+# QApplication must not do.
+EXIT_WITH_A_SLOW_WARM_UP = """
+import sys, threading, time
+from PySide6.QtCore import QMetaObject, Qt
+from PySide6.QtWidgets import QApplication
+import gui.main_window
+import main
+
+finished = threading.Event()
+
+def slow_warm_up(model):  # quits the app itself, then is still busy for a while
+    QMetaObject.invokeMethod(QApplication.instance(), "quit", Qt.ConnectionType.QueuedConnection)
+    time.sleep(0.5)
+    finished.set()
+
+gui.main_window.warm_up_quietly = slow_warm_up
+code = main.main([])
+sys.exit(code if finished.is_set() else 3)
+"""
+
+
+def test_the_app_exits_only_after_its_kernel_warm_up_has_finished(tmp_path):
     """A warm-up cut off at exit aborted the packaged app: main() waits for it."""
-    from PySide6.QtCore import QMetaObject, Qt
-
-    import main as main_module
-
-    finished = threading.Event()
-
-    def slow_warm_up(model):  # quits the app itself, then is still busy for a while
-        QMetaObject.invokeMethod(qapp, "quit", Qt.ConnectionType.QueuedConnection)
-        time.sleep(0.5)
-        finished.set()
-
-    monkeypatch.setattr(main_window_module, "warm_up_quietly", slow_warm_up)
-    assert main_module.main(["--model", "tiny"]) == 0
-    assert finished.is_set()
-    for widget in qapp.topLevelWidgets():
-        if isinstance(widget, MainWindow):
-            close(widget)
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(tmp_path))
+    result = subprocess.run([sys.executable, "-c", EXIT_WITH_A_SLOW_WARM_UP], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
