@@ -545,7 +545,7 @@ def warm_up(model: ImageModel, device=None) -> None:
     cfg = model.config
     image = np.zeros((cfg.channels, cfg.height, cfg.width), np.uint8)
     # One unknown pixel below a finished row (the vertical stack's kernel) with a known
-    # pixel before it in its row (the horizontal one), wherever the image allows.
+    # pixel before it in its row (the column kernel), wherever the image allows.
     known = np.ones((cfg.height, cfg.width), bool)
     known[min(1, cfg.height - 1), min(1, cfg.width - 1)] = False
     weights = prepared_weights(model, "compiled", device)
