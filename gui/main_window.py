@@ -374,8 +374,8 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Model {name}: {cfg.architecture}, "
                                      f"{cfg.height}x{cfg.width}, {cfg.levels} levels.", 5000)
         self.refresh_surprise()
-        # The sampler's kernels compile while the user draws (seconds in the packaged app,
-        # which has no kernel cache on disk); nothing waits for this thread.
+        # The sampler's kernels load (or, at a new installation's first start, compile for
+        # seconds) while the user draws; nothing waits for this thread.
         threading.Thread(target=warm_up_quietly, args=(model,), name=WARM_UP_THREAD,
                          daemon=True).start()
         if self.complete_when_loaded:

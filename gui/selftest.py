@@ -2,7 +2,8 @@
 
 It loads every bundled model and completes the bottom half of a sample digit with each
 (fast sampler, fixed seed, two candidates), checking that no known pixel changed and that
-every unknown one was sampled to a valid level; then it shows the main window, puts a
+every unknown one was sampled to a valid level; says whether the compiled kernels came from
+Numba's on-disk cache or were compiled at this start; then it shows the main window, puts a
 completion on the canvas and grabs it. Each check prints one line. The last line is
 `self-test OK` (exit 0), or the failures are printed to stderr, each naming what failed
 (exit 1).
@@ -137,6 +138,12 @@ def run_self_test(models_dir: str | Path | None = None, sample: Path = SAMPLE_DI
         else:
             passed(f"model {name}", line)
             working = working or (path, completed)
+
+    # Informational: a packaged app that compiled its kernels again at a second start
+    # would keep every user waiting (CI starts the bundle twice and checks this line).
+    kernel_origin = kernels.cache_report()
+    if kernel_origin:
+        passed("kernels", kernel_origin)
 
     if working is None:
         failed("window", SelfTestError("not shown: no model could be loaded."))

@@ -537,8 +537,8 @@ BACKENDS = ("compiled", "numpy", "torch")
 def warm_up(model: ImageModel, device=None) -> None:
     """Compile the CPU kernels that completions with `model` on `device` (by default the
     best available) will use, now, so that the first completion does not wait for them.
-    Where Numba has an on-disk cache this takes a fraction of a second; where it has none
-    (the packaged app) it compiles, for seconds."""
+    With Numba's on-disk cache filled this takes a fraction of a second; the first time
+    (a new installation or build) it compiles, for seconds."""
     device = pick_device(device)
     if not isinstance(model, GatedPixelCNN) or default_backend(device) != "compiled":
         return

@@ -251,6 +251,30 @@ def threads() -> int:
     return numba.get_num_threads()
 
 
+def cache_report() -> str | None:
+    """Where this process's kernels came from: loaded from Numba's on-disk cache, or compiled
+    now (and whether they were saved for the next start). None before any kernel has run.
+
+    The packaged app has no source files beside its modules; Numba then caches in the
+    user's cache folder (e.g. ~/.cache/numba), keyed to the executable, so only the first
+    start of a new build compiles."""
+    if not AVAILABLE:
+        return None
+    stats = [kernel.stats for kernel in (column_logits, parallel_column_logits, vertical_gate)]
+    loaded = sum(sum(s.cache_hits.values()) for s in stats)
+    compiled = sum(sum(s.cache_misses.values()) for s in stats)
+    folders = sorted({str(s.cache_path) for s in stats if s.cache_path is not None})
+    if loaded + compiled == 0:
+        return None
+    if not folders:
+        return "compiled at this start: no writable cache folder, so every start compiles"
+    where = ", ".join(folders)
+    if compiled == 0:
+        return f"loaded from the on-disk cache in {where}"
+    return (f"compiled at this start ({compiled} of {loaded + compiled} builds) and saved in "
+            f"{where} for the next")
+
+
 def _jit(function, **options):
     """`function` compiled, cached on disk where there is somewhere to write the cache."""
     try:

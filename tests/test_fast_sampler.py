@@ -1,5 +1,6 @@
 """The fast sampler must compute the reference sampler's distributions, hence its samples."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -216,6 +217,34 @@ def test_the_serial_and_parallel_kernels_keep_separate_caches():
     assert parallel.targetoptions["parallel"]
     serial_index = serial._cache._cache_file._index_name
     assert parallel._cache._cache_file._index_name != serial_index
+
+
+KERNELS_AT_START = """
+import sys
+sys.path.insert(0, "tests")
+from conftest import tiny_model
+from model import fast, kernels
+fast.warm_up(tiny_model(height=4, width=5))
+print(kernels.cache_report())
+"""
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="Numba is not installed")
+def test_a_second_start_loads_the_kernels_the_first_one_compiled(tmp_path):
+    """What spares the packaged app its ~15 s of compiling at every start after the first
+    (CI checks the bundle itself the same way: it starts it twice)."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+
+    def start() -> str:
+        result = subprocess.run([sys.executable, "-c", KERNELS_AT_START], env=env, cwd=ROOT,
+                                capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.splitlines()[-1]
+
+    first, second = start(), start()
+    assert first.startswith("compiled at this start ("), first
+    assert f"saved in {tmp_path}" in first
+    assert second.startswith(f"loaded from the on-disk cache in {tmp_path}"), second
 
 
 # In a process of its own: a window's background warm-up or a worker finishing in another

@@ -29,6 +29,7 @@ def test_self_test_of_the_bundled_models_passes_from_the_command_line(tmp_path):
     assert lines[-1] == "self-test OK"
     for name in selftest.bundled_models():
         assert any(line.startswith(f"ok    model {name}: ") for line in lines), lines
+    assert any(line.startswith("ok    kernels: ") for line in lines), lines
     assert any(line.startswith("ok    window: ") for line in lines), lines
 
 
@@ -44,7 +45,8 @@ def test_self_test_passes_with_working_models(models_dir, qapp, capsys):
     assert selftest.run_self_test(models_dir) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("ok    model tiny: 60 pixels x 2 candidates completed")
-    assert out[1].startswith("ok    window: ")
+    assert out[1].startswith("ok    kernels: ")
+    assert out[2].startswith("ok    window: ")
     assert out[-1] == "self-test OK"
 
 
