@@ -11,6 +11,8 @@ If Numba is not installed the sampler falls back to NumPy (same results, slower)
 from __future__ import annotations
 
 import math
+import os
+import sys
 import types
 
 import numpy as np
@@ -275,8 +277,21 @@ def cache_report() -> str | None:
             f"{where} for the next")
 
 
+def _pin_source_path(function) -> None:
+    """In a frozen app a module's functions name their file relative to the folder the app
+    was started from ("model/kernels.py"), and Numba names its cache folder after that path
+    made absolute: every starting folder would compile the kernels anew (and keep another
+    copy), and one holding this project's source would get the app's kernels mixed into its
+    cache. Pin the path to the bundle's own folder."""
+    code = function.__code__
+    bundle = getattr(sys, "_MEIPASS", None)
+    if getattr(sys, "frozen", False) and bundle and not os.path.isabs(code.co_filename):
+        function.__code__ = code.replace(co_filename=os.path.join(bundle, code.co_filename))
+
+
 def _jit(function, **options):
     """`function` compiled, cached on disk where there is somewhere to write the cache."""
+    _pin_source_path(function)
     try:
         return numba.njit(cache=True, fastmath=True, nogil=True, **options)(function)
     except RuntimeError:  # no writable cache folder (e.g. a read-only install)

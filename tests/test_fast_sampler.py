@@ -247,6 +247,24 @@ def test_a_second_start_loads_the_kernels_the_first_one_compiled(tmp_path):
     assert second.startswith(f"loaded from the on-disk cache in {tmp_path}"), second
 
 
+def test_a_frozen_apps_kernels_name_their_source_inside_the_bundle(monkeypatch, tmp_path):
+    """A bundle's functions name their file relative to the folder the app started from;
+    Numba's cache folder is named after that path, so each starting folder would compile
+    again. The kernels pin it to the bundle (CI starts the bundle from two folders)."""
+    def kernel(x):
+        return x
+
+    kernel.__code__ = kernel.__code__.replace(co_filename=os.path.join("model", "kernels.py"))
+    kernels._pin_source_path(kernel)  # in the source tree: left as it is
+    assert kernel.__code__.co_filename == os.path.join("model", "kernels.py")
+
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path), raising=False)
+    kernels._pin_source_path(kernel)
+    assert kernel.__code__.co_filename == str(tmp_path / "model" / "kernels.py")
+    assert kernel(3) == 3
+
+
 # In a process of its own: a window's background warm-up or a worker finishing in another
 # test would be one more completion holding the limit.
 OVERLAPPING_COMPLETIONS = """
