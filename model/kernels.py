@@ -258,8 +258,8 @@ def cache_report() -> str | None:
     now (and whether they were saved for the next start). None before any kernel has run.
 
     The packaged app has no source files beside its modules; Numba then caches in the
-    user's cache folder (e.g. ~/.cache/numba), keyed to the executable, so only the first
-    start of a new build compiles."""
+    user's cache folder (e.g. ~/.cache/numba), keyed to the executable and (see
+    _pin_source_path) the bundle's folder, so only the first start of a new build compiles."""
     if not AVAILABLE:
         return None
     stats = [kernel.stats for kernel in (column_logits, parallel_column_logits, vertical_gate)]
