@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .distributions import probabilities
+from .evaluate import positive_int
 from .fast import warm_up
 from .io import build_model, load_model
 from .registry import DEFAULT_MODEL, SHIPPED_CONFIG, bundled_models, resolve_model
@@ -117,12 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help=f"bundled name or path (default: {DEFAULT_MODEL})")
-    parser.add_argument("--candidates", type=int, default=1)
+    parser.add_argument("--candidates", type=positive_int, default=1)
     parser.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
-    parser.add_argument("--repeats", type=int, default=5, help="fast-sampler runs (median)")
-    parser.add_argument("--reference-repeats", type=int, default=3,
+    parser.add_argument("--repeats", type=positive_int, default=5, help="fast-sampler runs (median)")
+    parser.add_argument("--reference-repeats", type=positive_int, default=3,
                         help="reference runs (median); each takes many seconds")
-    parser.add_argument("--hole-aware", type=int, metavar="N",
+    parser.add_argument("--hole-aware", type=positive_int, metavar="N",
                         help="instead, time hole-aware completion of a central hole with N "
                              "candidates (sampling and the scoring pass; median of --repeats)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
