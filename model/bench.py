@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help=f"bundled name or path (default: {DEFAULT_MODEL})")
     parser.add_argument("--candidates", type=positive_int, default=1)
     parser.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
-    parser.add_argument("--repeats", type=positive_int, default=5, help="fast-sampler runs (median)")
+    parser.add_argument("--repeats", type=positive_int, default=5,
+                        help="fast-sampler runs (median)")
     parser.add_argument("--reference-repeats", type=positive_int, default=3,
                         help="reference runs (median); each takes many seconds")
     parser.add_argument("--hole-aware", type=positive_int, metavar="N",

@@ -1,10 +1,11 @@
-"""Compiled per-pixel kernels for the fast sampler on the CPU (Numba).
+"""Compiled kernels for the fast sampler on the CPU (Numba).
 
 One pixel of the gated model is a few dozen products of vectors with small matrices. In
 NumPy each is a separate call costing microseconds of overhead, far more than its
-arithmetic; compiled, every layer of a column and the head are one call. Weights
-come transposed, (out, in), so that each output is a contiguous dot product that the
-compiler vectorises (fastmath lets it reorder the sum; the result moves by rounding only).
+arithmetic; compiled, a whole row of pixels (every layer of each column, the head, the
+distribution and the draw) is one call. Weights come transposed, (out, in), so that each
+output is a contiguous dot product that the compiler vectorises (fastmath lets it reorder
+the sum; the result moves by rounding only).
 If Numba is not installed the sampler falls back to NumPy (same results, slower).
 """
 
@@ -181,24 +182,192 @@ def _group_column(first, count, col, hin, cins, kws, h_weights_t, link_rows, res
                 out[base + o] = x[centre + o] + res_biases[layer, o] + residual[j, o]
 
 
-def _column_logits(shares, col, hin, cins, kws, h_weights_t, link_rows, res_weights_t, res_biases,
-                   gated, fast_tanh, skip_weight_t, skip_bias, w1_t, b1, w2_t, b2):
-    """The horizontal stack at one column (_group_column), then the 1x1 output layers
-    there: the logits (B, outputs) of one channel. One call, because a sampled
-    pixel-channel needs both and each call has a cost of its own. The candidates are
-    dealt out in `shares` (one per thread in the parallel build) of nearly equal size:
-    9 candidates on two cores are 5 and 4, where pairs dealt out would be 6 and 3."""
+def _sample_share(first, end, shared, row, col, channel, last_col, known_row, hin, cins, kws,
+                  h_weights_t, link_rows, res_weights_t, res_biases, gated, fast_tanh,
+                  skip_weight_t, skip_bias, w1_t, b1, w2_t, b2, bernoulli, temperature,
+                  top_level, uniforms, values, probs):
+    """Sample row `row` from (col, channel) through last_col, in raster order, for candidate
+    states first .. end-1: the horizontal stack at each column (_group_column), then at an
+    unknown pixel for each channel the head (_group_head), the distribution and the value
+    drawn (_probabilities, _draw), which is written where the next column (or channel) reads
+    it. Known columns get the horizontal stack only.
+
+    Draws go to values (B, W, C) and probs (B, W, C, K). `shared`: one state (first = 0,
+    end = 1) stands for every candidate; each candidate draws with its own uniform from the
+    one distribution, and the run stops after the first value they draw differently (the
+    caller then gives each its own state). Returns how many pixel-channels were drawn."""
+    channels = w2_t.shape[0]
+    candidates = uniforms.shape[0]
+    logits = np.empty((gated.shape[0], w2_t.shape[1]), gated.dtype)
+    first_input = kws[0] - 1  # hin[0]'s columns are padded on the left by kw - 1
+    drawn = 0
+    for c in range(col, last_col + 1):
+        if known_row[c]:  # its value is in hin[0] already: the stack, for the columns after
+            for g in range(first, end, GROUP):
+                _group_column(g, min(GROUP, end - g), c, hin, cins, kws, h_weights_t,
+                              link_rows, res_weights_t, res_biases, gated, fast_tanh)
+            continue
+        # G and B see the values just drawn for this pixel: the column is redone per channel.
+        for ch in range(channel if c == col else 0, channels):
+            for g in range(first, end, GROUP):
+                count = min(GROUP, end - g)
+                _group_column(g, count, c, hin, cins, kws, h_weights_t, link_rows,
+                              res_weights_t, res_biases, gated, fast_tanh)
+                _group_head(g, count, gated, skip_weight_t, skip_bias, w1_t, b1, w2_t[ch],
+                            b2[ch], logits)
+            at = (first_input + c) * cins[0] + ch
+            drawn += 1
+            if shared:
+                _probabilities(logits[0], bernoulli, temperature, probs[0, c, ch])
+                split = False
+                for k in range(candidates):
+                    if k:
+                        probs[k, c, ch] = probs[0, c, ch]
+                    values[k, c, ch] = _draw(probs[0, c, ch], uniforms[k, ch, row, c])
+                    split = split or values[k, c, ch] != values[0, c, ch]
+                if split:
+                    return drawn
+                hin[0, 0, at] = values[0, c, ch] / top_level
+            else:
+                for b in range(first, end):
+                    _probabilities(logits[b], bernoulli, temperature, probs[b, c, ch])
+                    values[b, c, ch] = _draw(probs[b, c, ch], uniforms[b, ch, row, c])
+                    hin[0, b, at] = values[b, c, ch] / top_level
+    return drawn
+
+
+def _sample_run(shares, row, col, channel, last_col, known_row, hin, cins, kws, h_weights_t,
+                link_rows, res_weights_t, res_biases, gated, fast_tanh, skip_weight_t,
+                skip_bias, w1_t, b1, w2_t, b2, bernoulli, temperature, top_level, uniforms,
+                values, probs):
+    """_sample_share for every candidate state, dealt out in `shares` (one per thread in
+    the parallel build) of nearly equal size: 9 candidates on two cores are 5 and 4, where
+    pairs dealt out would be 6 and 3. One call samples a whole row, so the threads start
+    once per row rather than once per value. Returns how many pixel-channels were drawn."""
     batch = gated.shape[0]
-    logits = np.empty((batch, w2_t.shape[0]), gated.dtype)
+    if batch < uniforms.shape[0]:  # one state for every candidate: nothing to deal out
+        return _sample_share(0, 1, True, row, col, channel, last_col, known_row, hin, cins,
+                             kws, h_weights_t, link_rows, res_weights_t, res_biases, gated,
+                             fast_tanh, skip_weight_t, skip_bias, w1_t, b1, w2_t, b2,
+                             bernoulli, temperature, top_level, uniforms, values, probs)
+    drawn = 0
     for share in numba_prange(shares):
-        end = (share + 1) * batch // shares
-        for first in range(share * batch // shares, end, GROUP):
-            count = min(GROUP, end - first)
-            _group_column(first, count, col, hin, cins, kws, h_weights_t, link_rows,
-                          res_weights_t, res_biases, gated, fast_tanh)
-            _group_head(first, count, gated, skip_weight_t, skip_bias, w1_t, b1, w2_t, b2,
-                        logits)
-    return logits
+        drawn += _sample_share(share * batch // shares, (share + 1) * batch // shares, False,
+                               row, col, channel, last_col, known_row, hin, cins, kws,
+                               h_weights_t, link_rows, res_weights_t, res_biases, gated,
+                               fast_tanh, skip_weight_t, skip_bias, w1_t, b1, w2_t, b2,
+                               bernoulli, temperature, top_level, uniforms, values, probs)
+    return drawn // shares  # every share drew the same pixel-channels
+
+
+def _block_sum(a, start, n):
+    """a[start:start + n].sum() for n <= 128, as NumPy adds it up: in order below eight
+    values, else in eight interleaved partial sums, then the rest in order."""
+    if n < 8:
+        total = 0.0
+        for i in range(start, start + n):
+            total += a[i]
+        return total
+    r0, r1, r2, r3 = a[start], a[start + 1], a[start + 2], a[start + 3]
+    r4, r5, r6, r7 = a[start + 4], a[start + 5], a[start + 6], a[start + 7]
+    blocked = n - n % 8
+    for i in range(start + 8, start + blocked, 8):
+        r0 += a[i]
+        r1 += a[i + 1]
+        r2 += a[i + 2]
+        r3 += a[i + 3]
+        r4 += a[i + 4]
+        r5 += a[i + 5]
+        r6 += a[i + 6]
+        r7 += a[i + 7]
+    total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    for i in range(start + blocked, start + n):
+        total += a[i]
+    return total
+
+
+def _pairwise_sum(a):
+    """a.sum() as NumPy adds it up (pairwise: halves of a multiple of eight values until a
+    part has at most 128, each part by _block_sum), so that probabilities are normalised by
+    the very same float64 number in both samplers. NumPy's recursion is run on an explicit
+    stack: Numba's on-disk cache mishandles recursive functions (loading one crashed)."""
+    n = a.shape[0]
+    if n <= 128:
+        return _block_sum(a, 0, n)
+    # Frames of the recursion: where a part starts, its size, how far it got (0: not
+    # started, 1: left half summed, 2: both) and its left half's sum.
+    starts = np.empty(64, np.int64)
+    sizes = np.empty(64, np.int64)
+    stages = np.zeros(64, np.int64)
+    lefts = np.empty(64)
+    starts[0], sizes[0], depth, result = 0, n, 1, 0.0
+    while depth:
+        f = depth - 1
+        size = sizes[f]
+        half = size // 2 - (size // 2) % 8
+        if size <= 128:
+            result = _block_sum(a, starts[f], size)
+            depth -= 1
+        elif stages[f] == 0:  # the left half first
+            stages[f] = 1
+            starts[depth], sizes[depth], stages[depth] = starts[f], half, 0
+            depth += 1
+        elif stages[f] == 1:  # then the right one
+            stages[f], lefts[f] = 2, result
+            starts[depth], sizes[depth], stages[depth] = starts[f] + half, size - half, 0
+            depth += 1
+        else:
+            result = lefts[f] + result
+            depth -= 1
+    return result
+
+
+def _probabilities(logits, bernoulli, temperature, probs):
+    """distributions.probabilities for one row of logits, written to probs (K,): the same
+    float64 operations in the same order. Compiled without fastmath, which would reorder
+    them. (libm's tanh and exp can differ from NumPy's by a unit in the last place on some
+    machines; a draw then differs only if its uniform falls within ~1e-16 of a boundary.)"""
+    levels = probs.shape[0]
+    if bernoulli:
+        logit = np.float64(logits[0])
+        if temperature <= 0:
+            p1 = 1.0 if logit > 0 else 0.0
+        else:  # sigmoid, written with tanh so that no logit overflows
+            p1 = 0.5 + 0.5 * math.tanh(logit / (2 * temperature))
+        probs[1] = p1
+        probs[0] = 1.0 - p1
+    elif temperature <= 0:  # all mass on the most likely value, the first one on a tie
+        best = 0
+        for i in range(1, levels):
+            if logits[i] > logits[best]:
+                best = i
+        for i in range(levels):
+            probs[i] = 1.0 if i == best else 0.0
+    else:
+        for i in range(levels):
+            probs[i] = np.float64(logits[i]) / temperature
+        top = probs[0]
+        for i in range(1, levels):
+            top = max(top, probs[i])
+        for i in range(levels):
+            probs[i] = math.exp(probs[i] - top)
+        total = _pairwise_sum(probs)
+        for i in range(levels):
+            probs[i] /= total
+
+
+def _draw(probs, uniform):
+    """distributions.draw for one candidate: the value whose cumulative mass passes u."""
+    levels = probs.shape[0]
+    if levels == 2:
+        return 1 if probs[0] <= uniform else 0
+    cumulative = 0.0
+    passed = 0
+    for i in range(levels):
+        cumulative += probs[i]
+        if cumulative <= uniform:
+            passed += 1
+    return min(passed, levels - 1)
 
 
 def _group_head(first, count, gated, skip_weight_t, skip_bias, w1_t, b1, w2_t, b2, logits):
@@ -262,7 +431,7 @@ def cache_report() -> str | None:
     _pin_source_path) the bundle's folder, so only the first start of a new build compiles."""
     if not AVAILABLE:
         return None
-    stats = [kernel.stats for kernel in (column_logits, parallel_column_logits, vertical_gate)]
+    stats = [kernel.stats for kernel in (sample_run, parallel_sample_run, vertical_gate)]
     loaded = sum(sum(s.cache_hits.values()) for s in stats)
     compiled = sum(sum(s.cache_misses.values()) for s in stats)
     folders = sorted({str(s.cache_path) for s in stats if s.cache_path is not None})
@@ -289,13 +458,20 @@ def _pin_source_path(function) -> None:
         function.__code__ = code.replace(co_filename=os.path.join(bundle, code.co_filename))
 
 
+# fastmath lets the compiler reorder sums (the result moves by rounding only). NumPy's error
+# model drops Python's check for a division by zero (a branch per division, which kept every
+# loop with a division, such as the tanh fit's, scalar: 8064 gates took 46 us, 4 after).
+_OPTIONS = dict(fastmath=True, error_model="numpy")
+
+
 def _jit(function, **options):
     """`function` compiled, cached on disk where there is somewhere to write the cache."""
     _pin_source_path(function)
+    options = {**_OPTIONS, "nogil": True, **options}
     try:
-        return numba.njit(cache=True, fastmath=True, nogil=True, **options)(function)
+        return numba.njit(cache=True, **options)(function)
     except RuntimeError:  # no writable cache folder (e.g. a read-only install)
-        return numba.njit(fastmath=True, nogil=True, **options)(function)
+        return numba.njit(**options)(function)
 
 
 def _compiled(function, parallel: bool):
@@ -311,21 +487,24 @@ def _compiled(function, parallel: bool):
 
 if AVAILABLE:
     # The small helpers are inlined where they are used. The per-group functions are
-    # compiled once and called by both builds of the column kernel: inlined into them,
-    # they made Numba's compilation (the first start of a new installation waits for it)
-    # about three times longer.
+    # compiled once and called by both builds of the run kernel: inlined into them, they
+    # made Numba's compilation (the first start of a new installation waits for it) about
+    # three times longer.
     _products, _pair_products, _fast_tanh = (
-        numba.njit(inline="always", fastmath=True)(f)
+        numba.njit(inline="always", **_OPTIONS)(f)
         for f in (_products, _pair_products, _fast_tanh))
-    _group_products, _group_column, _group_head = (
-        _jit(f) for f in (_group_products, _group_column, _group_head))
+    _group_products, _group_column, _group_head, _sample_share = (
+        _jit(f) for f in (_group_products, _group_column, _group_head, _sample_share))
+    # The distributions are computed as NumPy computes them: no fastmath here.
+    _block_sum, _pairwise_sum, _probabilities, _draw = (
+        _jit(f, fastmath=False) for f in (_block_sum, _pairwise_sum, _probabilities, _draw))
     numba_prange = numba.prange
-    # The column kernel runs once per sampled value: serial for one candidate, parallel
-    # (an even share of the candidates per core) for several. The vertical gate runs once per
-    # layer and row, next to a BLAS product that dominates it: serial only. All compile on
-    # first use (seconds, then cached on disk).
-    column_logits = _compiled(_column_logits, parallel=False)
-    parallel_column_logits = _compiled(_column_logits, parallel=True)
+    # The run kernel samples a row: serial for one candidate (or several still sharing one
+    # state), parallel (an even share of the candidates per core) for several. The vertical
+    # gate runs once per layer and row, next to a BLAS product that dominates it: serial
+    # only. All compile on first use (seconds, then cached on disk).
+    sample_run = _compiled(_sample_run, parallel=False)
+    parallel_sample_run = _compiled(_sample_run, parallel=True)
     vertical_gate = _compiled(_vertical_gate, parallel=False)
 else:  # pragma: no cover
-    column_logits = parallel_column_logits = vertical_gate = None
+    sample_run = parallel_sample_run = vertical_gate = None

@@ -16,7 +16,7 @@ except ImportError:  # the compiled backend is then absent and its tests skip
 
 from conftest import tiny_model
 from model import complete, kernels
-from model.distributions import probabilities
+from model.distributions import draw, probabilities
 from model.fast import BACKENDS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,13 +134,24 @@ def test_a_fully_known_prefix_costs_one_batched_pass_not_one_per_pixel(monkeypat
 
 
 def column_batches(monkeypatch) -> list[int]:
-    """How many candidate states each of the gated stepper's column computations ran on."""
+    """For each value the gated stepper computed, how many candidate states it ran on.
+    (The NumPy and torch backends compute a column per value; the compiled one samples a
+    row's values per call, fewer when the candidates split on the way.)"""
     from model.fast import GatedStepper
 
     batches = []
     original = GatedStepper.column_logits
     monkeypatch.setattr(GatedStepper, "column_logits", lambda self, col, ch:
                         batches.append(self.batch) or original(self, col, ch))
+    original_run = GatedStepper.sample_run
+
+    def sample_run(self, *args):
+        batch = self.batch  # a split after the run gives the next run more states
+        values, probs, drawn = original_run(self, *args)
+        batches.extend([batch] * drawn)
+        return values, probs, drawn
+
+    monkeypatch.setattr(GatedStepper, "sample_run", sample_run)
     return batches
 
 
@@ -168,18 +179,44 @@ def test_greedy_candidates_never_split(monkeypatch):
     assert (completion.images == completion.images[0]).all()
 
 
-def test_stopping_the_fast_stream_stops_the_work(monkeypatch):
-    from model.fast import GatedStepper
-
+@pytest.mark.parametrize("backend", GATED_BACKENDS)
+def test_stopping_the_fast_stream_stops_the_work(monkeypatch, backend):
+    computed = column_batches(monkeypatch)
     model, image = problem()
-    computed = []
-    original = GatedStepper.column_logits
-    monkeypatch.setattr(GatedStepper, "column_logits",
-                        lambda self, col, ch: computed.append(col) or original(self, col, ch))
-    completion = complete(model, image, known_mask("nothing-known", 6, 7))
+    completion = complete(model, image, known_mask("nothing-known", 6, 7), backend=backend)
     next(completion), next(completion)
+    images = completion.images.copy()
     completion.close()
-    assert list(completion) == [] and len(computed) == 2
+    assert list(completion) == []
+    # The two values streamed; the compiled kernels sample a row per call: its 7 values.
+    assert len(computed) == (7 if backend == "compiled" else 2)
+    # What was computed but not streamed is not in the images either.
+    assert (images[0, 0, 0, 2:] == 0).all() and (images[0, 0, 1:] == 0).all()
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="Numba is not installed")
+def test_the_compiled_kernels_turn_logits_into_values_as_numpy_does():
+    """The compiled path draws inside the kernels; its distributions and draws are those of
+    model.distributions (the reference's), so the two samplers draw alike."""
+    rng = np.random.default_rng(0)
+    for levels in (1, 2, 3, 8, 16, 129, 256, 1000):  # 1: bernoulli (the logit of 1)
+        for temperature in (0.0, 0.3, 1.0, 2.5):
+            logits = rng.normal(0, 4, (40, levels)).astype(np.float32)
+            logits[0] = logits[0, 0]  # a tie: greedy takes the first
+            distribution = "bernoulli" if levels == 1 else "categorical"
+            expected = probabilities(logits[:, 0] if levels == 1 else logits, distribution,
+                                     temperature)
+            got = np.empty_like(expected)
+            for row, out in zip(logits, got, strict=True):
+                kernels._probabilities(row, levels == 1, temperature, out)
+            # Equal but for libm's exp and tanh against NumPy's (a unit in the last place).
+            np.testing.assert_allclose(got, expected, rtol=0, atol=1e-15)
+            uniforms = rng.random(40)
+            assert [kernels._draw(p, u) for p, u in zip(expected, uniforms, strict=True)] \
+                == draw(expected, uniforms).tolist()
+    for size in (1, 7, 8, 9, 128, 129, 300, 1001):  # NumPy's order of addition, exactly
+        values = np.exp(rng.normal(0, 3, size))
+        assert kernels._pairwise_sum(values) == values.sum()
 
 
 def test_unknown_backend_is_rejected():
@@ -212,7 +249,7 @@ def test_kernels_still_compile_where_no_cache_can_be_written(monkeypatch):
 def test_the_serial_and_parallel_kernels_keep_separate_caches():
     """Numba does not tell the two builds of one function apart when it loads a cache
     file: shared files would hand the parallel kernel the serial machine code."""
-    serial, parallel = kernels.column_logits, kernels.parallel_column_logits
+    serial, parallel = kernels.sample_run, kernels.parallel_sample_run
     assert serial.targetoptions.get("parallel") in (None, False)
     assert parallel.targetoptions["parallel"]
     serial_index = serial._cache._cache_file._index_name
@@ -223,8 +260,11 @@ KERNELS_AT_START = """
 import sys
 sys.path.insert(0, "tests")
 from conftest import tiny_model
-from model import fast, kernels
-fast.warm_up(tiny_model(height=4, width=5))
+from model import complete, fast, kernels
+for options in ({}, dict(channels=3, distribution="categorical")):
+    model = tiny_model(height=4, width=5, **options)
+    fast.warm_up(model)
+    complete(model, [[[0] * 5] * 4] * model.config.channels, [[False] * 5] * 4).run()
 print(kernels.cache_report())
 """
 
@@ -296,7 +336,7 @@ def test_blas_stays_single_threaded_until_the_last_overlapping_completion_ends()
 def test_warm_up_runs_each_kernel_the_first_completion_needs(monkeypatch):
     from model import fast
 
-    kernel_names = ("column_logits", "parallel_column_logits", "vertical_gate")
+    kernel_names = ("sample_run", "parallel_sample_run", "vertical_gate")
     called = set()
     for name in kernel_names:
         original = getattr(kernels, name)
