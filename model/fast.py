@@ -13,8 +13,9 @@ Known pixels are never sampled; a fully known prefix costs one batched pass. The
 PixelCNN has no such split, so each of its pixels is computed on a window that just covers
 its receptive field.
 
-On the CPU the per-pixel work is a few dozen tiny matrix products, where NumPy's call
-overhead is several times lower than PyTorch's; elsewhere the same code runs on torch
+On the CPU the per-pixel work is a few dozen tiny matrix products: compiled kernels (Numba,
+model/kernels.py) sample a whole row per call, and without Numba NumPy does it (its call
+overhead is several times lower than PyTorch's); elsewhere the same code runs on torch
 tensors on the device. Weights are taken from the model with their masks applied, so both
 samplers evaluate the same function.
 """
