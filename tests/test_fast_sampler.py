@@ -219,6 +219,23 @@ def test_the_compiled_kernels_turn_logits_into_values_as_numpy_does():
         assert kernels._pairwise_sum(values) == values.sum()
 
 
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="Numba is not installed")
+def test_without_a_threading_layer_the_serial_kernels_give_the_same_samples(monkeypatch):
+    from model import fast
+
+    model, image = problem(channels=3, distribution="categorical")
+    known = known_mask("hole", 6, 7)
+    expected = complete(model, image, known, candidates=4, seed=2).run()
+
+    def no_threading_layer(*args):
+        raise ValueError("No threading layer could be loaded.")
+
+    monkeypatch.setattr(fast, "_parallel_works", True)
+    monkeypatch.setattr(kernels, "parallel_sample_run", no_threading_layer)
+    assert np.array_equal(complete(model, image, known, candidates=4, seed=2).run(), expected)
+    assert not fast.parallel_kernels_work()  # said once, then the serial kernels serve
+
+
 def test_unknown_backend_is_rejected():
     model, image = problem()
     with pytest.raises(ValueError, match="Unknown backend 'fortran'"):
