@@ -445,9 +445,9 @@ class GatedStepper:
         bernoulli = task.config.distribution == "bernoulli"
         values = np.empty((B, W, C), np.int64)
         probs = np.empty((B, W, C, 2 if bernoulli else task.config.levels))
-        drawn = _run_kernel(self.batch, row, col, channel, last_col, self.known[row],
-                            *self.compiled, *self.compiled_head, bernoulli, task.temperature,
-                            self.top_level, task.uniforms, values, probs)
+        drawn = _run_kernel(self.batch, self.shared, row, col, channel, last_col,
+                            self.known[row], *self.compiled, *self.compiled_head, bernoulli,
+                            task.temperature, self.top_level, task.uniforms, values, probs)
         return values, probs, drawn
 
     def logits(self, channel: int) -> np.ndarray:
@@ -479,12 +479,14 @@ def parallel_kernels_work() -> bool:
     return _parallel_works
 
 
-def _run_kernel(candidates: int, *args) -> int:
-    """kernels.sample_run(*args), in its parallel build for several candidate states."""
+def _run_kernel(batch: int, shared: bool, *args) -> int:
+    """Sample a row with the compiled kernels: one state with kernels.sample_share, several
+    with the parallel run kernel (one share of them per core). Returns how many
+    pixel-channels were drawn."""
     global _parallel_works
-    if candidates > 1 and _parallel_works and _parallel_launch.acquire(blocking=False):
-        try:  # one share of the candidates per thread
-            shares = min(candidates, kernels.threads())
+    if batch > 1 and _parallel_works and _parallel_launch.acquire(blocking=False):
+        try:
+            shares = min(batch, kernels.threads())
             return kernels.parallel_sample_run(shares, *args)
         except (ValueError, ImportError, RuntimeError) as error:
             if "threading layer" not in str(error):
@@ -492,7 +494,7 @@ def _run_kernel(candidates: int, *args) -> int:
             _parallel_works = False
         finally:
             _parallel_launch.release()
-    return kernels.sample_run(1, *args)
+    return kernels.sample_share(0, batch, shared, *args)
 
 
 def _gated_steps(stepper: GatedStepper, task: SamplingTask) -> Iterator[PixelSample]:

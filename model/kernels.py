@@ -189,15 +189,14 @@ def _sample_share(first, end, shared, row, col, channel, last_col, known_row, hi
     """Sample row `row` from (col, channel) through last_col, in raster order, for candidate
     states first .. end-1: the horizontal stack at each column (_group_column), then at an
     unknown pixel for each channel the head (_group_head), the distribution and the value
-    drawn (_probabilities, _draw), which is written where the next column (or channel) reads
-    it. Known columns get the horizontal stack only.
+    drawn (_draw_values), which is written where the next column (or channel) reads it.
+    Known columns get the horizontal stack only.
 
     Draws go to values (B, W, C) and probs (B, W, C, K). `shared`: one state (first = 0,
     end = 1) stands for every candidate; each candidate draws with its own uniform from the
     one distribution, and the run stops after the first value they draw differently (the
     caller then gives each its own state). Returns how many pixel-channels were drawn."""
     channels = w2_t.shape[0]
-    candidates = uniforms.shape[0]
     logits = np.empty((gated.shape[0], w2_t.shape[1]), gated.dtype)
     first_input = kws[0] - 1  # hin[0]'s columns are padded on the left by kw - 1
     drawn = 0
@@ -215,49 +214,61 @@ def _sample_share(first, end, shared, row, col, channel, last_col, known_row, hi
                               res_weights_t, res_biases, gated, fast_tanh)
                 _group_head(g, count, gated, skip_weight_t, skip_bias, w1_t, b1, w2_t[ch],
                             b2[ch], logits)
-            at = (first_input + c) * cins[0] + ch
             drawn += 1
-            if shared:
-                _probabilities(logits[0], bernoulli, temperature, probs[0, c, ch])
-                split = False
-                for k in range(candidates):
-                    if k:
-                        probs[k, c, ch] = probs[0, c, ch]
-                    values[k, c, ch] = _draw(probs[0, c, ch], uniforms[k, ch, row, c])
-                    split = split or values[k, c, ch] != values[0, c, ch]
-                if split:
-                    return drawn
-                hin[0, 0, at] = values[0, c, ch] / top_level
-            else:
-                for b in range(first, end):
-                    _probabilities(logits[b], bernoulli, temperature, probs[b, c, ch])
-                    values[b, c, ch] = _draw(probs[b, c, ch], uniforms[b, ch, row, c])
-                    hin[0, b, at] = values[b, c, ch] / top_level
+            if _draw_values(first, end, shared, row, c, ch, logits, bernoulli, temperature,
+                            uniforms, values, probs, hin, (first_input + c) * cins[0] + ch,
+                            top_level):
+                return drawn
     return drawn
+
+
+def _draw_values(first, end, shared, row, c, ch, logits, bernoulli, temperature, uniforms,
+                 values, probs, hin, at, top_level):
+    """The distributions of pixel-channel (row, c, ch) from candidate states first .. end-1's
+    logits, the values drawn, and each written to hin[0] at `at` for what comes next. Shared
+    (one state for every candidate): True when the candidates drew differently, and then
+    nothing is written."""
+    if shared:
+        _probabilities(logits[0], bernoulli, temperature, probs[0, c, ch])
+        split = False
+        for k in range(uniforms.shape[0]):
+            for i in range(probs.shape[3] if k else 0):  # (a loop compiles faster)
+                probs[k, c, ch, i] = probs[0, c, ch, i]
+            values[k, c, ch] = _draw(probs[0, c, ch], uniforms[k, ch, row, c])
+            split = split or values[k, c, ch] != values[0, c, ch]
+        if not split:
+            hin[0, 0, at] = values[0, c, ch] / top_level
+        return split
+    for b in range(first, end):
+        _probabilities(logits[b], bernoulli, temperature, probs[b, c, ch])
+        values[b, c, ch] = _draw(probs[b, c, ch], uniforms[b, ch, row, c])
+        hin[0, b, at] = values[b, c, ch] / top_level
+    return False
 
 
 def _sample_run(shares, row, col, channel, last_col, known_row, hin, cins, kws, h_weights_t,
                 link_rows, res_weights_t, res_biases, gated, fast_tanh, skip_weight_t,
                 skip_bias, w1_t, b1, w2_t, b2, bernoulli, temperature, top_level, uniforms,
                 values, probs):
-    """_sample_share for every candidate state, dealt out in `shares` (one per thread in
-    the parallel build) of nearly equal size: 9 candidates on two cores are 5 and 4, where
+    """_sample_share for several candidate states (each their own), dealt out in `shares`
+    (one per thread) of nearly equal size: 9 candidates on two cores are 5 and 4, where
     pairs dealt out would be 6 and 3. One call samples a whole row, so the threads start
     once per row rather than once per value. Returns how many pixel-channels were drawn."""
     batch = gated.shape[0]
-    if batch < uniforms.shape[0]:  # one state for every candidate: nothing to deal out
-        return _sample_share(0, 1, True, row, col, channel, last_col, known_row, hin, cins,
-                             kws, h_weights_t, link_rows, res_weights_t, res_biases, gated,
-                             fast_tanh, skip_weight_t, skip_bias, w1_t, b1, w2_t, b2,
-                             bernoulli, temperature, top_level, uniforms, values, probs)
-    drawn = 0
+    # False (the states are the candidates') but not a constant, which Numba would compile
+    # _sample_share for once more.
+    shared = batch < uniforms.shape[0]
     for share in numba_prange(shares):
-        drawn += _sample_share(share * batch // shares, (share + 1) * batch // shares, False,
-                               row, col, channel, last_col, known_row, hin, cins, kws,
-                               h_weights_t, link_rows, res_weights_t, res_biases, gated,
-                               fast_tanh, skip_weight_t, skip_bias, w1_t, b1, w2_t, b2,
-                               bernoulli, temperature, top_level, uniforms, values, probs)
-    return drawn // shares  # every share drew the same pixel-channels
+        _sample_share(share * batch // shares, (share + 1) * batch // shares, shared, row, col,
+                      channel, last_col, known_row, hin, cins, kws, h_weights_t, link_rows,
+                      res_weights_t, res_biases, gated, fast_tanh, skip_weight_t, skip_bias,
+                      w1_t, b1, w2_t, b2, bernoulli, temperature, top_level, uniforms,
+                      values, probs)
+    drawn = 0  # every unknown pixel-channel from (col, channel) on
+    for c in range(col, last_col + 1):
+        if not known_row[c]:
+            drawn += w2_t.shape[0] - (channel if c == col else 0)
+    return drawn
 
 
 def _block_sum(a, start, n):
@@ -431,7 +442,7 @@ def cache_report() -> str | None:
     _pin_source_path) the bundle's folder, so only the first start of a new build compiles."""
     if not AVAILABLE:
         return None
-    stats = [kernel.stats for kernel in (sample_run, parallel_sample_run, vertical_gate)]
+    stats = [kernel.stats for kernel in (sample_share, parallel_sample_run, vertical_gate)]
     loaded = sum(sum(s.cache_hits.values()) for s in stats)
     compiled = sum(sum(s.cache_misses.values()) for s in stats)
     folders = sorted({str(s.cache_path) for s in stats if s.cache_path is not None})
@@ -487,24 +498,25 @@ def _compiled(function, parallel: bool):
 
 if AVAILABLE:
     # The small helpers are inlined where they are used. The per-group functions are
-    # compiled once and called by both builds of the run kernel: inlined into them, they
-    # made Numba's compilation (the first start of a new installation waits for it) about
-    # three times longer.
+    # compiled once and called where they are needed: inlined into the kernels, they made
+    # Numba's compilation (the first start of a new installation waits for it) about three
+    # times longer.
     _products, _pair_products, _fast_tanh = (
         numba.njit(inline="always", **_OPTIONS)(f)
         for f in (_products, _pair_products, _fast_tanh))
     _group_products, _group_column, _group_head, _sample_share = (
         _jit(f) for f in (_group_products, _group_column, _group_head, _sample_share))
     # The distributions are computed as NumPy computes them: no fastmath here.
-    _block_sum, _pairwise_sum, _probabilities, _draw = (
-        _jit(f, fastmath=False) for f in (_block_sum, _pairwise_sum, _probabilities, _draw))
+    _block_sum = numba.njit(inline="always", error_model="numpy")(_block_sum)
+    _pairwise_sum, _probabilities, _draw, _draw_values = (
+        _jit(f, fastmath=False) for f in (_pairwise_sum, _probabilities, _draw, _draw_values))
     numba_prange = numba.prange
-    # The run kernel samples a row: serial for one candidate (or several still sharing one
-    # state), parallel (an even share of the candidates per core) for several. The vertical
-    # gate runs once per layer and row, next to a BLAS product that dominates it: serial
-    # only. All compile on first use (seconds, then cached on disk).
-    sample_run = _compiled(_sample_run, parallel=False)
+    # One state (one candidate, or several still sharing it) is sampled by _sample_share,
+    # several by the parallel run kernel (an even share of them per core). The vertical gate
+    # runs once per layer and row, next to a BLAS product that dominates it: serial only.
+    # All compile on first use (seconds, then cached on disk).
+    sample_share = _sample_share
     parallel_sample_run = _compiled(_sample_run, parallel=True)
     vertical_gate = _compiled(_vertical_gate, parallel=False)
 else:  # pragma: no cover
-    sample_run = parallel_sample_run = vertical_gate = None
+    sample_share = parallel_sample_run = vertical_gate = None

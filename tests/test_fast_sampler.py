@@ -266,7 +266,7 @@ def test_kernels_still_compile_where_no_cache_can_be_written(monkeypatch):
 def test_the_serial_and_parallel_kernels_keep_separate_caches():
     """Numba does not tell the two builds of one function apart when it loads a cache
     file: shared files would hand the parallel kernel the serial machine code."""
-    serial, parallel = kernels.sample_run, kernels.parallel_sample_run
+    serial, parallel = kernels._compiled(_twice, False), kernels._compiled(_twice, True)
     assert serial.targetoptions.get("parallel") in (None, False)
     assert parallel.targetoptions["parallel"]
     serial_index = serial._cache._cache_file._index_name
@@ -353,7 +353,7 @@ def test_blas_stays_single_threaded_until_the_last_overlapping_completion_ends()
 def test_warm_up_runs_each_kernel_the_first_completion_needs(monkeypatch):
     from model import fast
 
-    kernel_names = ("sample_run", "parallel_sample_run", "vertical_gate")
+    kernel_names = ("sample_share", "parallel_sample_run", "vertical_gate")
     called = set()
     for name in kernel_names:
         original = getattr(kernels, name)
