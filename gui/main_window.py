@@ -86,8 +86,9 @@ WARM_UP_THREAD = "kernel warm-up"
 
 def wait_for_warm_ups(seconds: float = 30.0) -> None:
     """Let the background kernel warm-ups finish (waiting at most `seconds` in all). Called
-    before the process exits: a warm-up cut off at exit inside a kernel or a parallel
-    region aborted the packaged app ("terminate called without an active exception")."""
+    before the process exits: a warm-up cut off at exit inside a kernel (then one of Numba's
+    parallel regions) aborted the packaged app ("terminate called without an active
+    exception")."""
     deadline = time.monotonic() + seconds
     for thread in threading.enumerate():
         if thread.name == WARM_UP_THREAD:

@@ -21,7 +21,7 @@ import numpy as np
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QApplication
 
-from model import complete, fast, kernels, load_model
+from model import complete, kernels, load_model
 from model.registry import MODELS_DIR, SAMPLE_DIGIT, bundled_models
 
 from .image_io import load_image
@@ -37,7 +37,7 @@ class SelfTestError(RuntimeError):
 
 def check_model(path: Path, sample: Path = SAMPLE_DIGIT) -> tuple[str, np.ndarray]:
     """Complete the bottom half of `sample` with the model at `path` on the CPU, as two
-    candidates (which takes the several-candidate kernels, or their fallback).
+    candidates (which deals the candidates out over the cores).
 
     Returns a one-line summary and the first candidate's (C, H, W) image. Raises
     SelfTestError, or whatever loading raised (ModelFileError names the file and the
@@ -68,10 +68,7 @@ def check_model(path: Path, sample: Path = SAMPLE_DIGIT) -> tuple[str, np.ndarra
     if results.max() >= c.levels:
         raise SelfTestError(f"sampled level {int(results.max())}, but the model has only "
                             f"{c.levels} levels (0..{c.levels - 1}).")
-    engine = "NumPy, Numba unavailable"
-    if kernels.AVAILABLE:
-        engine = "compiled kernels" + ("" if fast.parallel_kernels_work() else
-                                       ", serial only: no threading layer")
+    engine = "compiled kernels" if kernels.AVAILABLE else "NumPy, Numba unavailable"
     summary = (f"{len(rows)} pixels x {CANDIDATES} candidates completed in {seconds:.2f} s "
                f"(fast sampler, {engine}); known pixels unchanged")
     return summary, results[0]

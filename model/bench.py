@@ -139,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
                   **time_hole_aware(model, args.hole_aware, device, args.repeats)}
         return show(result, args.json)
     known = np.zeros((cfg.height, cfg.width), bool)
-    # Untimed: compile the CPU kernels, serial and parallel (cached on disk afterwards), and
-    # start the device up; otherwise the first timed run would pay for it.
+    # Untimed: compile the CPU kernels (cached on disk afterwards), start the helper threads
+    # and the device up; otherwise the first timed run would pay for it.
     warm_up(model, device)
     complete(model, np.zeros((cfg.channels, cfg.height, cfg.width), np.uint8), known,
              device=device).run()

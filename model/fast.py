@@ -23,10 +23,12 @@ samplers evaluate the same function.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import weakref
 from collections import defaultdict
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -465,36 +467,41 @@ class GatedStepper:
         return out[:, 0] if out.shape[1] == 1 else out
 
 
-# Several candidates run on every core, an even share of them per core. Numba's parallel kernels
-# are launched by one thread at a time (its fallback threading layer aborts the process on
-# concurrent launches), so a second completion running meanwhile takes the serial kernels;
-# so does any machine where no threading layer loads.
-_parallel_launch = threading.Lock()
-_parallel_works = True
+def cores() -> int:
+    """How many cores this process may run on: the candidates are dealt out over them."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
-def parallel_kernels_work() -> bool:
-    """False once a parallel kernel failed for want of a threading layer (the serial ones
-    then serve every completion)."""
-    return _parallel_works
+# Threads that run shares of the candidates beside the calling thread, made on first use.
+_helpers: ThreadPoolExecutor | None = None
+_helpers_lock = threading.Lock()
 
 
 def _run_kernel(batch: int, shared: bool, *args) -> int:
-    """Sample a row with the compiled kernels: one state with kernels.sample_share, several
-    with the parallel run kernel (one share of them per core). Returns how many
-    pixel-channels were drawn."""
-    global _parallel_works
-    if batch > 1 and _parallel_works and _parallel_launch.acquire(blocking=False):
-        try:
-            shares = min(batch, kernels.threads())
-            return kernels.parallel_sample_run(shares, *args)
-        except (ValueError, ImportError, RuntimeError) as error:
-            if "threading layer" not in str(error):
-                raise
-            _parallel_works = False
-        finally:
-            _parallel_launch.release()
-    return kernels.sample_share(0, batch, shared, *args)
+    """Sample a row with the compiled kernel: one state at once, several dealt out in
+    nearly equal shares (9 candidates on two cores: 5 and 4), one share per core, run on the
+    calling thread and helper threads at once (the kernel releases the GIL). One handoff per
+    row. (Numba's parallel build did the same 5-10% faster, but it compiled for 10 s more at
+    a new installation's first start, and its fallback threading layer aborts the process if
+    two threads start parallel kernels at once.) Returns how many pixel-channels were drawn."""
+    global _helpers
+    shares = 1 if shared else min(batch, cores())
+    if shares == 1:
+        return kernels.sample_share(0, batch, shared, *args)
+    with _helpers_lock:
+        if _helpers is None:
+            _helpers = ThreadPoolExecutor(cores() - 1, thread_name_prefix="pixelcnn-share")
+    bounds = [(k * batch // shares, (k + 1) * batch // shares) for k in range(shares)]
+    others = [_helpers.submit(kernels.sample_share, first, end, False, *args)
+              for first, end in bounds[1:]]
+    try:
+        return kernels.sample_share(*bounds[0], False, *args)
+    finally:  # the rows' arrays must not change under a helper still at work
+        for other in others:
+            other.result()
 
 
 def _gated_steps(stepper: GatedStepper, task: SamplingTask) -> Iterator[PixelSample]:
@@ -609,10 +616,9 @@ def warm_up(model: ImageModel, device=None) -> None:
     known = np.ones((cfg.height, cfg.width), bool)
     known[min(1, cfg.height - 1), min(1, cfg.width - 1)] = False
     weights = prepared_weights(model, "compiled", device)
-    for candidates in (1, 2):  # the serial kernels, then (unshared) the parallel ones
-        task = SamplingTask(model, image, known, candidates=candidates, seed=0)
-        for _ in _gated_steps(GatedStepper(weights, task, share=False), task):
-            pass
+    task = SamplingTask(model, image, known, candidates=2, seed=0)  # (the helper threads too)
+    for _ in _gated_steps(GatedStepper(weights, task, share=False), task):
+        pass
 
 
 def default_backend(device: torch.device) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import types
 
 import numpy as np
 
@@ -195,7 +194,10 @@ def _sample_share(first, end, shared, row, col, channel, last_col, known_row, hi
     Draws go to values (B, W, C) and probs (B, W, C, K). `shared`: one state (first = 0,
     end = 1) stands for every candidate; each candidate draws with its own uniform from the
     one distribution, and the run stops after the first value they draw differently (the
-    caller then gives each its own state). Returns how many pixel-channels were drawn."""
+    caller then gives each its own state). Returns how many pixel-channels were drawn.
+
+    Candidates are independent and the kernel holds no lock: several threads may each run
+    a share of them at once (model/fast.py does, one share per core)."""
     channels = w2_t.shape[0]
     logits = np.empty((gated.shape[0], w2_t.shape[1]), gated.dtype)
     first_input = kws[0] - 1  # hin[0]'s columns are padded on the left by kw - 1
@@ -245,31 +247,6 @@ def _draw_values(first, end, shared, row, c, ch, logits, bernoulli, temperature,
         values[b, c, ch] = _draw(probs[b, c, ch], uniforms[b, ch, row, c])
         hin[0, b, at] = values[b, c, ch] / top_level
     return False
-
-
-def _sample_run(shares, row, col, channel, last_col, known_row, hin, cins, kws, h_weights_t,
-                link_rows, res_weights_t, res_biases, gated, fast_tanh, skip_weight_t,
-                skip_bias, w1_t, b1, w2_t, b2, bernoulli, temperature, top_level, uniforms,
-                values, probs):
-    """_sample_share for several candidate states (each their own), dealt out in `shares`
-    (one per thread) of nearly equal size: 9 candidates on two cores are 5 and 4, where
-    pairs dealt out would be 6 and 3. One call samples a whole row, so the threads start
-    once per row rather than once per value. Returns how many pixel-channels were drawn."""
-    batch = gated.shape[0]
-    # False (the states are the candidates') but not a constant, which Numba would compile
-    # _sample_share for once more.
-    shared = batch < uniforms.shape[0]
-    for share in numba_prange(shares):
-        _sample_share(share * batch // shares, (share + 1) * batch // shares, shared, row, col,
-                      channel, last_col, known_row, hin, cins, kws, h_weights_t, link_rows,
-                      res_weights_t, res_biases, gated, fast_tanh, skip_weight_t, skip_bias,
-                      w1_t, b1, w2_t, b2, bernoulli, temperature, top_level, uniforms,
-                      values, probs)
-    drawn = 0  # every unknown pixel-channel from (col, channel) on
-    for c in range(col, last_col + 1):
-        if not known_row[c]:
-            drawn += w2_t.shape[0] - (channel if c == col else 0)
-    return drawn
 
 
 def _block_sum(a, start, n):
@@ -426,14 +403,6 @@ def _vertical_gate(v_pre, v_bias, vin, top, left, fast_tanh):
                             1.0 + math.tanh(v_pre[b, r, c, half + o]))
 
 
-numba_prange = range  # numba.prange in the parallel build; plain range when interpreted
-
-
-def threads() -> int:
-    """How many threads the parallel builds run on."""
-    return numba.get_num_threads()
-
-
 def cache_report() -> str | None:
     """Where this process's kernels came from: loaded from Numba's on-disk cache, or compiled
     now (and whether they were saved for the next start). None before any kernel has run.
@@ -443,7 +412,7 @@ def cache_report() -> str | None:
     _pin_source_path) the bundle's folder, so only the first start of a new build compiles."""
     if not AVAILABLE:
         return None
-    stats = [kernel.stats for kernel in (sample_share, parallel_sample_run, vertical_gate)]
+    stats = [kernel.stats for kernel in (sample_share, vertical_gate)]
     loaded = sum(sum(s.cache_hits.values()) for s in stats)
     compiled = sum(sum(s.cache_misses.values()) for s in stats)
     folders = sorted({str(s.cache_path) for s in stats if s.cache_path is not None})
@@ -486,22 +455,10 @@ def _jit(function, **options):
         return numba.njit(**options)(function)
 
 
-def _compiled(function, parallel: bool):
-    """`function`'s serial or parallel build. The parallel build is compiled from a renamed
-    copy: Numba names its cache files after the function, and does not tell the two builds
-    of one function apart when loading (it would hand one the other's machine code)."""
-    if parallel:
-        name = function.__name__ + "_parallel"
-        function = types.FunctionType(function.__code__, function.__globals__, name)
-        function.__qualname__ = name  # the cache files are named after the qualified name
-    return _jit(function, parallel=parallel)
-
-
 if AVAILABLE:
     # The small helpers are inlined where they are used. The per-group functions are
-    # compiled once and called where they are needed: inlined into the kernels, they made
-    # Numba's compilation (the first start of a new installation waits for it) about three
-    # times longer.
+    # compiled on their own: inlined into the kernels, they made Numba's compilation (the
+    # first start of a new installation waits for it) about three times longer.
     _products, _pair_products, _fast_tanh = (
         numba.njit(inline="always", **_OPTIONS)(f)
         for f in (_products, _pair_products, _fast_tanh))
@@ -511,13 +468,10 @@ if AVAILABLE:
     _block_sum = numba.njit(inline="always", error_model="numpy")(_block_sum)
     _pairwise_sum, _probabilities, _draw, _draw_values = (
         _jit(f, fastmath=False) for f in (_pairwise_sum, _probabilities, _draw, _draw_values))
-    numba_prange = numba.prange
-    # One state (one candidate, or several still sharing it) is sampled by _sample_share,
-    # several by the parallel run kernel (an even share of them per core). The vertical gate
-    # runs once per layer and row, next to a BLAS product that dominates it: serial only.
-    # All compile on first use (seconds, then cached on disk).
+    # One row of one share of the candidates per call. The vertical gate runs once per layer
+    # and row, next to a BLAS product that dominates it. Both compile on first use
+    # (seconds, then cached on disk).
     sample_share = _sample_share
-    parallel_sample_run = _compiled(_sample_run, parallel=True)
-    vertical_gate = _compiled(_vertical_gate, parallel=False)
+    vertical_gate = _jit(_vertical_gate)
 else:  # pragma: no cover
-    sample_share = parallel_sample_run = vertical_gate = None
+    sample_share = vertical_gate = None

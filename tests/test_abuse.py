@@ -148,14 +148,15 @@ def test_hundreds_of_runs_leave_no_threads_workers_or_memory_behind(qtbot, one_t
     hole[2:4, 1:5] = False  # known pixels after the hole: worth ranking
     runner = CompletionRunner()
     runs = Runs(qtbot, runner, model)
-    python_threads = python_made_threads()
 
-    # Warm up: kernels compiled or loaded, thread pools and allocator arenas in place.
+    # Warm up: kernels compiled or loaded, thread pools (the sampler's helper threads among
+    # them) and allocator arenas in place.
     for i in range(24):
         cycle(runs, i, bottom)
     back_to_back(runs, 5, hole)
     quiesce(qtbot)
     memory, os_threads = resident_bytes(), os_thread_count()
+    python_threads = python_made_threads()
     warm_workers = len(runs.workers)
 
     for i in range(200):
