@@ -446,7 +446,7 @@ class GatedStepper:
         task = self.task
         bernoulli = task.config.distribution == "bernoulli"
         values = np.empty((B, W, C), np.int64)
-        probs = np.empty((B, W, C, 2 if bernoulli else task.config.levels))
+        probs = np.empty((B, W, C, task.config.levels))  # a bernoulli model has 2 levels
         drawn = _run_kernel(self.batch, self.shared, row, col, channel, last_col,
                             self.known[row], *self.compiled, *self.compiled_head, bernoulli,
                             task.temperature, self.top_level, task.uniforms, values, probs)

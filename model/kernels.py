@@ -441,7 +441,8 @@ def _pin_source_path(function) -> None:
 
 # fastmath lets the compiler reorder sums (the result moves by rounding only). NumPy's error
 # model drops Python's check for a division by zero (a branch per division, which kept every
-# loop with a division, such as the tanh fit's, scalar: 8064 gates took 46 us, 4 after).
+# loop with a division, such as the tanh fit's, scalar: the 9 x 28 gates of one vertical row
+# took 93 us, 15 after).
 _OPTIONS = dict(fastmath=True, error_model="numpy")
 
 
