@@ -14,8 +14,9 @@ PixelCNN has no such split, so each of its pixels is computed on a window that j
 its receptive field.
 
 On the CPU the per-pixel work is a few dozen tiny matrix products: compiled kernels (Numba,
-model/kernels.py) sample a whole row per call, and without Numba NumPy does it (its call
-overhead is several times lower than PyTorch's); elsewhere the same code runs on torch
+model/kernels.py) sample a whole row per call and compute the vertical stack of a finished
+row in another, each on all cores (the candidates dealt out), and without Numba NumPy does
+it (its call overhead is several times lower than PyTorch's); elsewhere the same code runs on torch
 tensors on the device. Weights are taken from the model with their masks applied, so both
 samplers evaluate the same function.
 """
@@ -23,6 +24,7 @@ samplers evaluate the same function.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import threading
 import weakref
@@ -178,16 +180,23 @@ class GatedWeights:
             L, dtype = len(self.layers), xp.dtype
             longest = max(p["kw"] * p["cin"] for p in self.layers)
             h_weights_t = np.zeros((L, 2 * w, longest), dtype)
+            v_weights_t = np.zeros((L, 2 * w, max(len(p["v_weight"]) for p in self.layers)),
+                                   dtype)
             res_weights_t = np.zeros((L, w, w), dtype)
             res_biases = np.zeros((L, w), dtype)
             for depth, p in enumerate(self.layers):
                 h_weights_t[depth, :, :p["kw"] * p["cin"]] = p["h_weight"].T
+                v_weights_t[depth, :, :len(p["v_weight"])] = p["v_weight"].T
                 if p["res_weight"] is not None:
                     res_weights_t[depth] = p["res_weight"].T
                     res_biases[depth] = p["res_bias"]
             self.compiled = dict(
                 cins=np.array([p["cin"] for p in self.layers], np.int64),
                 kws=np.array([p["kw"] for p in self.layers], np.int64),
+                khs=np.array([p["kh"] for p in self.layers], np.int64),
+                ks=np.array([p["k"] for p in self.layers], np.int64),
+                v_weights_t=v_weights_t,
+                links_t=np.stack([transposed(p["link"]) for p in self.layers]),
                 h_weights_t=h_weights_t, res_weights_t=res_weights_t, res_biases=res_biases,
                 # The head, its last layer stacked per channel: (C, outputs, w) and (C, outputs).
                 head=(transposed(self.skip_weight), self.skip_bias,
@@ -296,6 +305,10 @@ class GatedStepper:
             biases = list(weights.gate_biases(class_index))
         self.layers = [dict(p, v_bias=v_bias, h_bias=h_bias)
                        for p, (v_bias, h_bias) in zip(weights.layers, biases, strict=True)]
+        if weights.compiled is not None:  # stacked for the compiled vertical stack: (L, 2w)
+            self.v_biases, self.h_biases = (
+                np.stack([p[name].reshape(-1) for p in self.layers])
+                for name in ("v_bias", "h_bias"))
         self._allocate(1 if share else B)
 
     def _allocate(self, batch: int) -> None:
@@ -303,16 +316,19 @@ class GatedStepper:
         xp, weights, w = self.arrays, self.weights, self.width
         self.batch = batch
         _, _, H, W = self.shape
-        # Vertical inputs, channels-last and padded for each layer's kernel: layer i reads
-        # rows r-kh+1..r of vin[i]; vin[i+1] holds layer i's gated output.
-        L = len(self.layers)
-        self.vin = [xp.zeros(batch, H + p["kh"] - 1, W + p["k"] - 1, p["cin"])
-                    for p in self.layers]
-        # Every kh x k window of each vin, made once: slicing rows of it is cheap.
-        self.vin_windows = [xp.windows(v, p["kh"], p["k"])
-                            for v, p in zip(self.vin, self.layers, strict=True)]
         # Per-layer buffers live in one stacked array each (the compiled kernels take whole
         # arrays); the per-layer names are views into them.
+        L = len(self.layers)
+        # Vertical inputs, channels-last and padded for each layer's kernel: layer i reads
+        # rows r-kh+1..r of vin[i]; vin[i+1] holds layer i's gated output.
+        shapes = [(H + p["kh"] - 1, W + p["k"] - 1, p["cin"]) for p in self.layers]
+        self.vin_all = xp.zeros(L, batch, max(math.prod(shape) for shape in shapes))
+        self.vin = [self.vin_all[depth, :, :math.prod(shape)].reshape(batch, *shape)
+                    for depth, shape in enumerate(shapes)]
+        # Every kh x k window of each vin, made once: slicing rows of it is cheap (the
+        # compiled kernels read the windows where they lie).
+        self.vin_windows = [xp.windows(v, p["kh"], p["k"])
+                            for v, p in zip(self.vin, self.layers, strict=True)]
         self.link_all = xp.zeros(L, batch, W * 2 * w)
         self.link_rows = [self.link_all[depth].reshape(batch, W, 2 * w) for depth in range(L)]
         # Horizontal inputs of the current row, padded on the left by kw-1 columns.
@@ -324,6 +340,9 @@ class GatedStepper:
         self.compiled = None
         if weights.compiled is not None:
             c = weights.compiled
+            self.vertical_args = (self.vin_all, c["khs"], c["ks"], c["cins"], c["v_weights_t"],
+                                  self.v_biases, c["links_t"], self.h_biases, self.link_all,
+                                  self.fast_tanh)
             self.compiled = (self.hin_all, c["cins"], c["kws"], c["h_weights_t"], self.link_all,
                              c["res_weights_t"], c["res_biases"],
                              self.gated.reshape(batch, -1), self.fast_tanh)
@@ -353,6 +372,10 @@ class GatedStepper:
         W, p0 = self.shape[3], self.layers[0]
         rows = self.vin[0][:, r0 + p0["kh"] - 1:r1 + p0["kh"] - 1]
         rows[:, :, p0["k"] // 2:p0["k"] // 2 + W] = self._pixels(slice(r0, r1))
+        self.vertical_done = r1
+        if self.compiled is not None:  # every layer, one share of the candidates per core
+            _in_shares(kernels.vertical_share, self.batch, r0, r1, *self.vertical_args)
+            return
         xp, w, B, n = self.arrays, self.width, self.batch, r1 - r0
         for depth, p in enumerate(self.layers):
             windows = self.vin_windows[depth][:, r0:r1]  # (B, n, W, kh, k, cin)
@@ -362,22 +385,17 @@ class GatedStepper:
             if depth + 1 < len(self.layers):
                 q = self.layers[depth + 1]
                 top, left = r0 + q["kh"] - 1, q["k"] // 2
-                if self.compiled is not None:  # bias, tanh and gate in one pass
-                    kernels.vertical_gate(v_pre, p["v_bias"], self.vin[depth + 1], top, left,
-                                          self.fast_tanh)
-                else:
-                    v_pre += p["v_bias"]
-                    t = xp.tanh(v_pre)
-                    t[..., w:] += 1  # tanh(a) * (1 + tanh(b/2)): twice the gate, exact to halve
-                    xp.multiply(t[..., :w], t[..., w:],
-                                out=self.vin[depth + 1][:, top:top + n, left:left + W])
+                v_pre += p["v_bias"]
+                t = xp.tanh(v_pre)
+                t[..., w:] += 1  # tanh(a) * (1 + tanh(b/2)): twice the gate, exact to halve
+                xp.multiply(t[..., :w], t[..., w:],
+                            out=self.vin[depth + 1][:, top:top + n, left:left + W])
             else:
                 v_pre += p["v_bias"]
             # Only the last finished row's link is needed: by the row just below it.
             last = v_pre[:, -1].reshape(B * W, 2 * w)  # a view when n is 1, else a copy
             xp.add(xp.matmul(last, p["link"]).reshape(B, W, 2 * w), p["h_bias"],
                    out=self.link_rows[depth])
-        self.vertical_done = r1
 
     def begin_row(self, row: int) -> None:
         if row > self.vertical_done:
@@ -447,9 +465,10 @@ class GatedStepper:
         bernoulli = task.config.distribution == "bernoulli"
         values = np.empty((B, W, C), np.int64)
         probs = np.empty((B, W, C, task.config.levels))  # a bernoulli model has 2 levels
-        drawn = _run_kernel(self.batch, self.shared, row, col, channel, last_col,
-                            self.known[row], *self.compiled, *self.compiled_head, bernoulli,
-                            task.temperature, self.top_level, task.uniforms, values, probs)
+        drawn = _in_shares(kernels.sample_share, self.batch, self.shared, row, col, channel,
+                           last_col, self.known[row], *self.compiled, *self.compiled_head,
+                           bernoulli, task.temperature, self.top_level, task.uniforms, values,
+                           probs)
         return values, probs, drawn
 
     def logits(self, channel: int) -> np.ndarray:
@@ -480,25 +499,25 @@ _helpers: ThreadPoolExecutor | None = None
 _helpers_lock = threading.Lock()
 
 
-def _run_kernel(batch: int, shared: bool, *args) -> int:
-    """Sample a row with the compiled kernel: one state at once, several dealt out in
+def _in_shares(kernel, batch: int, *args):
+    """kernel(first, end, *args) for candidate states first .. end-1 of `batch`, dealt out in
     nearly equal shares (9 candidates on two cores: 5 and 4), one share per core, run on the
-    calling thread and helper threads at once (the kernel releases the GIL). One handoff per
-    row. (Numba's parallel build did the same 5-10% faster, but it compiled for 10 s more at
-    a new installation's first start, and its fallback threading layer aborts the process if
-    two threads start parallel kernels at once.) Returns how many pixel-channels were drawn."""
+    calling thread and helper threads at once (the kernels release the GIL): one handoff per
+    call. (Numba's parallel build did the same 5-10% faster, but it compiled for 10 s more
+    at a new installation's first start, and its fallback threading layer aborts the
+    process if two threads start parallel kernels at once.) Returns the calling thread's
+    share's result (a row's shares stop at the same value: they never share a state)."""
     global _helpers
-    shares = 1 if shared else min(batch, cores())
+    shares = min(batch, cores())
     if shares == 1:
-        return kernels.sample_share(0, batch, shared, *args)
+        return kernel(0, batch, *args)
     with _helpers_lock:
         if _helpers is None:
             _helpers = ThreadPoolExecutor(cores() - 1, thread_name_prefix="pixelcnn-share")
     bounds = [(k * batch // shares, (k + 1) * batch // shares) for k in range(shares)]
-    others = [_helpers.submit(kernels.sample_share, first, end, False, *args)
-              for first, end in bounds[1:]]
+    others = [_helpers.submit(kernel, first, end, *args) for first, end in bounds[1:]]
     try:
-        return kernels.sample_share(*bounds[0], False, *args)
+        return kernel(*bounds[0], *args)
     finally:  # the rows' arrays must not change under a helper still at work
         for other in others:
             other.result()

@@ -344,7 +344,7 @@ def test_blas_stays_single_threaded_until_the_last_overlapping_completion_ends()
 def test_warm_up_runs_each_kernel_the_first_completion_needs(monkeypatch):
     from model import fast
 
-    kernel_names = ("sample_share", "vertical_gate")
+    kernel_names = ("sample_share", "vertical_share")
     called = set()
     for name in kernel_names:
         original = getattr(kernels, name)
