@@ -30,6 +30,7 @@ import threading
 import weakref
 from collections import defaultdict
 from collections.abc import Iterator
+from itertools import repeat
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -554,6 +555,7 @@ def _gated_rows_in_order(stepper: GatedStepper, task: SamplingTask) -> Iterator[
     leaves the rest of that row's work done for nothing, but nothing of it is seen:
     `task.images` gets each value as it is streamed."""
     channels, candidates = task.config.channels, task.candidates
+    candidate_numbers = range(candidates)
     for row, columns in _unknown_columns(task).items():
         stepper.begin_row(row)
         if columns[0] > 0:  # the known start of the row, batched
@@ -569,9 +571,11 @@ def _gated_rows_in_order(stepper: GatedStepper, task: SamplingTask) -> Iterator[
                 task.images[:, channel, row, col] = values[:, col, channel]
                 if stepper.shared and drawn_values.count(drawn_values[0]) < candidates:
                     stepper.write(col, channel, values[:, col, channel])  # they split here
-                distributions = probs[:, col, channel]
-                for k, (value, p) in enumerate(zip(drawn_values, distributions, strict=True)):
-                    yield _new_sample(PixelSample, (k, row, col, channel, value, p))
+                # The value's samples, one per candidate, made and handed out without a line
+                # of Python per sample (9 candidates: 7,056 samples per 28x28 completion).
+                yield from map(_new_sample, repeat(PixelSample), zip(
+                    candidate_numbers, repeat(row), repeat(col), repeat(channel), drawn_values,
+                    probs[:, col, channel]))
             done += drawn
             # Where the next run starts: after the last value drawn (known columns on the
             # way get their horizontal stack in the kernel).
