@@ -424,6 +424,55 @@ def _window_products(x, start, step, count, n, weights_t, w_start, out):
             out[j, o] = acc
 
 
+def _two_row_products(x, start, gap, step, count, n, weights_t, w_start, out):
+    """_window_products for two rows of a kernel at once: position j's windows start at
+    start + j * step and `gap` further on, and meet weights_t[:, w_start:][:, :2n]. One sum
+    per output over both (measured alone, a 3 x 3 kernel's two rows of 32 channels for 28
+    positions and 64 outputs: 20 GMAC/s, against 16 for the rows one after the other: each
+    sum's final reduction is paid once)."""
+    n_out = out.shape[1]
+    blocked = count - count % 4
+    paired = n_out - n_out % 2
+    for j in range(0, blocked, 4):
+        s0, t0 = start + j * step, start + gap + j * step
+        x0s, x1s = x[s0:s0 + n], x[s0 + step:s0 + step + n]
+        x2s, x3s = x[s0 + 2 * step:s0 + 2 * step + n], x[s0 + 3 * step:s0 + 3 * step + n]
+        y0s, y1s = x[t0:t0 + n], x[t0 + step:t0 + step + n]
+        y2s, y3s = x[t0 + 2 * step:t0 + 2 * step + n], x[t0 + 3 * step:t0 + 3 * step + n]
+        for o in range(0, paired, 2):
+            us, vs = weights_t[o, w_start:w_start + n], weights_t[o + 1, w_start:w_start + n]
+            u2s = weights_t[o, w_start + n:w_start + 2 * n]
+            v2s = weights_t[o + 1, w_start + n:w_start + 2 * n]
+            a0, a1, a2, a3 = out[j, o], out[j + 1, o], out[j + 2, o], out[j + 3, o]
+            b0, b1, b2, b3 = out[j, o + 1], out[j + 1, o + 1], out[j + 2, o + 1], \
+                out[j + 3, o + 1]
+            for i in range(n):
+                u, v, u2, v2 = us[i], vs[i], u2s[i], v2s[i]
+                x0, x1, x2, x3 = x0s[i], x1s[i], x2s[i], x3s[i]
+                y0, y1, y2, y3 = y0s[i], y1s[i], y2s[i], y3s[i]
+                a0 += x0 * u + y0 * u2
+                a1 += x1 * u + y1 * u2
+                a2 += x2 * u + y2 * u2
+                a3 += x3 * u + y3 * u2
+                b0 += x0 * v + y0 * v2
+                b1 += x1 * v + y1 * v2
+                b2 += x2 * v + y2 * v2
+                b3 += x3 * v + y3 * v2
+            out[j, o], out[j + 1, o], out[j + 2, o], out[j + 3, o] = a0, a1, a2, a3
+            out[j, o + 1], out[j + 1, o + 1], out[j + 2, o + 1], out[j + 3, o + 1] = \
+                b0, b1, b2, b3
+    for j in range(count):  # the positions left over, and for all, an odd last output
+        xs = x[start + j * step:start + j * step + n]
+        ys = x[start + gap + j * step:start + gap + j * step + n]
+        for o in range(paired if j < blocked else 0, n_out):
+            us = weights_t[o, w_start:w_start + n]
+            u2s = weights_t[o, w_start + n:w_start + 2 * n]
+            acc = out[j, o]
+            for i in range(n):
+                acc += xs[i] * us[i] + ys[i] * u2s[i]
+            out[j, o] = acc
+
+
 def _vertical_share(first, end, r0, r1, vin_all, khs, ks, cins, v_weights_t, v_biases,
                     links_t, h_biases, link_all, fast_tanh):
     """The vertical stack of finished rows r0 .. r1-1 for candidate states first .. end-1,
@@ -451,10 +500,15 @@ def _vertical_share(first, end, r0, r1, vin_all, khs, ks, cins, v_weights_t, v_b
                 for c in range(width):
                     for o in range(outputs):
                         pre[c, o] = v_biases[layer, o]
+                # Each kernel row's windows lie in one padded row: two such rows at a time.
                 row_length = (width + k - 1) * cin
-                for dy in range(khs[layer]):  # each kernel row's windows lie in one row
-                    _window_products(vin_all[layer, b], (r + dy) * row_length, cin, width, n,
-                                     v_weights_t[layer], dy * n, pre)
+                kh = khs[layer]
+                for dy in range(0, kh - 1, 2):
+                    _two_row_products(vin_all[layer, b], (r + dy) * row_length, row_length, cin,
+                                      width, n, v_weights_t[layer], dy * n, pre)
+                if kh % 2:
+                    _window_products(vin_all[layer, b], (r + kh - 1) * row_length, cin, width,
+                                     n, v_weights_t[layer], (kh - 1) * n, pre)
                 if layer + 1 < layers:
                     out = vin_all[layer + 1, b]
                     k_next = ks[layer + 1]
@@ -547,7 +601,8 @@ if AVAILABLE:
         _jit(f, fastmath=False) for f in (_pairwise_sum, _probabilities, _draw, _draw_values))
     # Per call, one share of the candidates: the row sampled, or the vertical stack of the
     # rows finished. Both compile on first use (seconds, then cached on disk).
-    _window_products = _jit(_window_products)
+    _window_products, _two_row_products = (
+        _jit(f) for f in (_window_products, _two_row_products))
     sample_share = _sample_share
     vertical_share = _jit(_vertical_share)
 else:  # pragma: no cover
