@@ -355,13 +355,16 @@ class GatedStepper:
 
     def fork(self) -> None:
         """Give every candidate its own copy of the shared state."""
-        vin, link_all, hin_all = self.vin, self.link_all, self.hin_all
+        vin, link_all, hin_all, gated = self.vin, self.link_all, self.hin_all, self.gated
         self._allocate(self.shape[0])
         for new, old, p in zip(self.vin, vin, self.layers, strict=True):
             filled = self.vertical_done + p["kh"] - 1  # the rows below are still zeros
             new[:, :filled] = old[:, :filled]  # broadcast over the candidates
         self.link_all[...] = link_all
         self.hin_all[...] = hin_all
+        # A split between two channels of a pixel: the compiled kernels carry on from the
+        # gates of the channels drawn (see kernels._group_column).
+        self.gated[...] = gated
 
     def _pixels(self, rows: slice):
         """Scaled image rows, channels-last: (B, rows, W, C)."""

@@ -26,13 +26,13 @@ AVAILABLE = numba is not None
 
 
 def _products(x, weights_t, out):
-    """out[o] = x . weights_t[o] for every o, for one candidate.
+    """out[o] = x . weights_t[o] for every row o of weights_t, for one candidate.
 
     Four outputs at a time: four independent sums hide the latency of each fused
     multiply-add, and each x[i] is loaded once for all four. Every index is a loop
     counter (never negative), which spares the wrap-around checks that stop vectorisation.
     """
-    n_out = out.shape[0]
+    n_out = weights_t.shape[0]
     blocked = n_out - n_out % 4
     for o in range(0, blocked, 4):
         v = x[0]  # sums start in the arrays' own precision (float32: 8 lanes)
@@ -77,7 +77,7 @@ def _pair_products(x, weights_t, out):
     """out[j, o] = x[j] . weights_t[o] for the two rows j of x: each weight is loaded
     once for both candidates (measured alone, 64 x 64 products: 13 GMAC/s against 7 for
     _products one row at a time)."""
-    n_out = out.shape[1]
+    n_out = weights_t.shape[0]
     blocked = n_out - n_out % 4
     x0, x1 = x[0], x[1]
     for o in range(0, blocked, 4):
@@ -122,10 +122,18 @@ def _group_products(x, count, weights_t, out):
 GROUP = 2
 
 
-def _group_column(first, count, col, hin, cins, kws, h_weights_t, link_rows, res_weights_t,
-                  res_biases, gated, fast_tanh):
+def _group_column(first, count, col, low, high, hin, cins, kws, h_weights_t, link_rows,
+                  res_weights_t, res_biases, gated, fast_tanh):
     """Every layer of the horizontal stack at one column of the current row, for
-    candidates first .. first + count - 1.
+    candidates first .. first + count - 1: the hidden channels low .. high-1 of each layer.
+
+    A colour model's hidden channels come in colour groups (R, G, B), and at the current
+    pixel group g sees only the image's channels before g (masks A and B): once R is drawn,
+    only the G and B groups there can change, and G's logits read groups R and G alone. So
+    for channel c only group c is computed (a third of a column), the groups before it being
+    final (in `gated` and the next layer's input, from the passes for the earlier channels);
+    a known column gets every channel at once. Weights from later groups are masked to
+    zero, so their stale values there are never read into a result.
 
     Arrays arrive stacked per layer and flattened: hin (L, B, padded columns * cin),
     h_weights_t (L, 2w, longest window), link_rows (L, B, W * 2w), gated (B, L * w).
@@ -135,9 +143,11 @@ def _group_column(first, count, col, hin, cins, kws, h_weights_t, link_rows, res
     """
     layers = hin.shape[0]
     width = gated.shape[1] // layers
-    pre = np.empty((GROUP, 2 * width), gated.dtype)
+    n = high - low
+    pre_a = np.empty((GROUP, n), gated.dtype)  # the gates' a and b halves, for low .. high-1
+    pre_b = np.empty((GROUP, n), gated.dtype)
     gate = np.empty((GROUP, width), gated.dtype)
-    residual = np.empty((GROUP, width), gated.dtype)
+    residual = np.empty((GROUP, n), gated.dtype)
     # Contiguous copies of the windows, zero-padded to the widest: the padding meets the
     # zero-padded weights, so every layer runs the same (vectorised) product.
     window = np.zeros((GROUP, h_weights_t.shape[2]), gated.dtype)
@@ -148,37 +158,42 @@ def _group_column(first, count, col, hin, cins, kws, h_weights_t, link_rows, res
             x = hin[layer, first + j]
             for i in range(kw * cin):
                 window[j, i] = x[col * cin + i]
-        _group_products(window, count, h_weights_t[layer], pre)
+        _group_products(window, count, h_weights_t[layer, low:high], pre_a)
+        _group_products(window, count, h_weights_t[layer, width + low:width + high], pre_b)
         for j in range(count):
             b = first + j
             link = link_rows[layer, b]
             offset = col * 2 * width
-            for o in range(2 * width):
-                pre[j, o] += link[offset + o]
+            for o in range(n):
+                pre_a[j, o] += link[offset + low + o]
+                pre_b[j, o] += link[offset + width + low + o]
             # Separate loops for the two tanh's, so that the branch is not taken per element.
             if fast_tanh:
-                for o in range(width):
-                    gate[j, o] = _fast_tanh(pre[j, o]) * (_ONE + _fast_tanh(pre[j, width + o]))
+                for o in range(n):
+                    gated[b, layer * width + low + o] = _fast_tanh(pre_a[j, o]) * (
+                        _ONE + _fast_tanh(pre_b[j, o]))
             else:
-                for o in range(width):
-                    gate[j, o] = math.tanh(pre[j, o]) * (1.0 + math.tanh(pre[j, width + o]))
-            for o in range(width):
-                gated[b, layer * width + o] = gate[j, o]
+                for o in range(n):
+                    gated[b, layer * width + low + o] = math.tanh(pre_a[j, o]) * (
+                        1.0 + math.tanh(pre_b[j, o]))
         if layer + 1 == layers:
             break
-        base = (col + kws[layer + 1] - 1) * width
+        base = (col + kws[layer + 1] - 1) * width + low
         if layer == 0:  # the first layer has no residual: its output is the gate itself
             for j in range(count):
                 out = hin[layer + 1, first + j]
-                for o in range(width):
-                    out[base + o] = 0.5 * gate[j, o]
+                for o in range(n):
+                    out[base + o] = 0.5 * gated[first + j, low + o]
             continue
-        _group_products(gate, count, res_weights_t[layer], residual)
-        centre = (col + kw - 1) * width
+        for j in range(count):  # the whole gate: group g's residual reads groups <= g
+            for o in range(width):
+                gate[j, o] = gated[first + j, layer * width + o]
+        _group_products(gate, count, res_weights_t[layer, low:high], residual)
+        centre = (col + kw - 1) * width + low
         for j in range(count):
             x, out = hin[layer, first + j], hin[layer + 1, first + j]
-            for o in range(width):
-                out[base + o] = x[centre + o] + res_biases[layer, o] + residual[j, o]
+            for o in range(n):
+                out[base + o] = x[centre + o] + res_biases[layer, low + o] + residual[j, o]
 
 
 def _sample_share(first, end, shared, row, col, channel, last_col, known_row, hin, cins, kws,
@@ -201,21 +216,26 @@ def _sample_share(first, end, shared, row, col, channel, last_col, known_row, hi
     channels = w2_t.shape[0]
     logits = np.empty((gated.shape[0], w2_t.shape[1]), gated.dtype)
     first_input = kws[0] - 1  # hin[0]'s columns are padded on the left by kw - 1
+    width = gated.shape[1] // hin.shape[0]
+    group = width // channels  # hidden channels per colour group
+    every = group - group  # 0, computed: a literal 0 would make Numba compile a second copy
     drawn = 0
     for c in range(col, last_col + 1):
         if known_row[c]:  # its value is in hin[0] already: the stack, for the columns after
             for g in range(first, end, GROUP):
-                _group_column(g, min(GROUP, end - g), c, hin, cins, kws, h_weights_t,
-                              link_rows, res_weights_t, res_biases, gated, fast_tanh)
+                _group_column(g, min(GROUP, end - g), c, every, width, hin, cins, kws,
+                              h_weights_t, link_rows, res_weights_t, res_biases, gated,
+                              fast_tanh)
             continue
-        # G and B see the values just drawn for this pixel: the column is redone per channel.
+        # G and B see the values just drawn for this pixel: their groups are computed after.
         for ch in range(channel if c == col else 0, channels):
             for g in range(first, end, GROUP):
                 count = min(GROUP, end - g)
-                _group_column(g, count, c, hin, cins, kws, h_weights_t, link_rows,
-                              res_weights_t, res_biases, gated, fast_tanh)
-                _group_head(g, count, gated, skip_weight_t, skip_bias, w1_t, b1, w2_t[ch],
-                            b2[ch], logits)
+                _group_column(g, count, c, ch * group, (ch + 1) * group, hin, cins, kws,
+                              h_weights_t, link_rows, res_weights_t, res_biases, gated,
+                              fast_tanh)
+                _group_head(g, count, (ch + 1) * group, gated, skip_weight_t, skip_bias, w1_t,
+                            b1, w2_t[ch], b2[ch], logits)
             drawn += 1
             if _draw_values(first, end, shared, row, c, ch, logits, bernoulli, temperature,
                             uniforms, values, probs, hin, (first_input + c) * cins[0] + ch,
@@ -359,17 +379,22 @@ def _draw(probs, uniform):
     return min(passed, levels - 1)
 
 
-def _group_head(first, count, gated, skip_weight_t, skip_bias, w1_t, b1, w2_t, b2, logits):
-    skip = np.empty((GROUP, skip_weight_t.shape[0]), gated.dtype)
-    _group_products(gated[first:first + count], count, skip_weight_t, skip)
-    hidden = np.empty((GROUP, w1_t.shape[0]), gated.dtype)
+def _group_head(first, count, high, gated, skip_weight_t, skip_bias, w1_t, b1, w2_t, b2,
+                logits):
+    """One channel's logits from every layer's gate (the skip sum, then the head), for
+    candidates first .. first + count - 1. The head's hidden channels `high` and after
+    belong to later colour groups, which this channel's logits do not read (mask B): they
+    are not computed, and are set to zero for the masked products that pass over them."""
+    skip = np.zeros((GROUP, skip_weight_t.shape[0]), gated.dtype)
+    _group_products(gated[first:first + count], count, skip_weight_t[:high], skip)
+    hidden = np.zeros((GROUP, w1_t.shape[0]), gated.dtype)
     for j in range(count):
-        for o in range(skip.shape[1]):
+        for o in range(high):
             skip[j, o] = max(skip[j, o] + skip_bias[o], 0.0)
-    _group_products(skip, count, w1_t, hidden)
+    _group_products(skip, count, w1_t[:high], hidden)
     out = np.empty((GROUP, w2_t.shape[0]), gated.dtype)
     for j in range(count):
-        for o in range(hidden.shape[1]):
+        for o in range(high):
             hidden[j, o] = max(hidden[j, o] + b1[o], 0.0)
     _group_products(hidden, count, w2_t, out)
     for j in range(count):
