@@ -108,18 +108,55 @@ def _pair_products(x, weights_t, out):
             out[j, o] = acc
 
 
+def _quad_products(x, weights_t, out):
+    """out[j, o] = x[j] . weights_t[o] for the four rows j of x, two outputs at a time: each
+    weight is loaded once for four candidates (eight independent sums, as in
+    _window_products)."""
+    n_out = weights_t.shape[0]
+    paired = n_out - n_out % 2
+    x0, x1, x2, x3 = x[0], x[1], x[2], x[3]
+    for o in range(0, paired, 2):
+        us, vs = weights_t[o], weights_t[o + 1]
+        u, v = us[0], vs[0]
+        a0, a1, a2, a3 = x0[0] * u, x1[0] * u, x2[0] * u, x3[0] * u
+        b0, b1, b2, b3 = x0[0] * v, x1[0] * v, x2[0] * v, x3[0] * v
+        for i in range(1, x0.shape[0]):
+            u, v = us[i], vs[i]
+            a0 += x0[i] * u
+            a1 += x1[i] * u
+            a2 += x2[i] * u
+            a3 += x3[i] * u
+            b0 += x0[i] * v
+            b1 += x1[i] * v
+            b2 += x2[i] * v
+            b3 += x3[i] * v
+        out[0, o], out[1, o], out[2, o], out[3, o] = a0, a1, a2, a3
+        out[0, o + 1], out[1, o + 1], out[2, o + 1], out[3, o + 1] = b0, b1, b2, b3
+    for o in range(paired, n_out):
+        for j in range(4):
+            acc = x[j, 0] * weights_t[o, 0]
+            for i in range(1, x0.shape[0]):
+                acc += x[j, i] * weights_t[o, i]
+            out[j, o] = acc
+
+
 def _group_products(x, count, weights_t, out):
-    """The products of the first `count` (1 or 2) rows of x."""
-    if count == 2:
-        _pair_products(x, weights_t, out)
-    else:
+    """The products of the first `count` (1 to 4) rows of x: four at once, else two, else
+    one."""
+    if count == 4:
+        _quad_products(x, weights_t, out)
+    elif count == 1:
         _products(x[0], weights_t, out[0])
+    else:
+        _pair_products(x, weights_t, out)
+        if count == 3:
+            _products(x[2], weights_t, out[2])
 
 
-# Candidates are independent; the kernels take them in groups of two (one alone where a
-# share of them is odd) only to share weight loads. Candidate k's arithmetic is the same
-# whichever group it is in.
-GROUP = 2
+# Candidates are independent; the kernels take them in groups of up to four (a share of 5:
+# 4 and 1) only to share weight loads. Candidate k's arithmetic is the same whichever group
+# it is in.
+GROUP = 4
 
 
 def _group_column(first, count, col, low, high, hin, cins, kws, h_weights_t, link_rows,
@@ -615,9 +652,9 @@ if AVAILABLE:
     # The small helpers are inlined where they are used. The per-group functions are
     # compiled on their own: inlined into the kernels, they made Numba's compilation (the
     # first start of a new installation waits for it) about three times longer.
-    _products, _pair_products, _fast_tanh = (
+    _products, _pair_products, _quad_products, _fast_tanh = (
         numba.njit(inline="always", **_OPTIONS)(f)
-        for f in (_products, _pair_products, _fast_tanh))
+        for f in (_products, _pair_products, _quad_products, _fast_tanh))
     _group_products, _group_column, _group_head, _sample_share = (
         _jit(f) for f in (_group_products, _group_column, _group_head, _sample_share))
     # The distributions are computed as NumPy computes them: no fastmath here.

@@ -239,6 +239,28 @@ def test_candidates_dealt_out_over_several_cores_get_one_cores_samples(monkeypat
     assert threading.current_thread().name in threads and len(threads) >= 2
 
 
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="Numba is not installed")
+@pytest.mark.parametrize("channels, distribution", [(1, "bernoulli"), (3, "categorical")])
+def test_candidates_taken_four_at_a_time_draw_the_reference_samples(
+        monkeypatch, channels, distribution):
+    from model import fast
+
+    # On one core, 5 candidates make a group of four (weights loaded once for four) and one.
+    monkeypatch.setattr(fast, "cores", lambda: 1)
+    model, image = problem(3, channels=channels, distribution=distribution, height=6, width=7,
+                           num_classes=2)
+    model = model.double()
+    known = known_mask("bottom-half", 6, 7)
+    options = dict(candidates=5, seed=4, temperature=1.3, class_label=1)
+    reference = complete(model, image, known, sampler="reference", **options)
+    expected = list(reference)
+    got = list(complete(model, image, known, backend="compiled", **options))
+    assert [s[:5] for s in got] == [s[:5] for s in expected]
+    assert len({s.value for s in got}) > 1  # not a trivial all-alike completion
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_allclose(a.probs, b.probs, rtol=0, atol=1e-12)
+
+
 def test_unknown_backend_is_rejected():
     model, image = problem()
     with pytest.raises(ValueError, match="Unknown backend 'fortran'"):
