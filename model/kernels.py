@@ -108,49 +108,24 @@ def _pair_products(x, weights_t, out):
             out[j, o] = acc
 
 
-def _quad_products(x, weights_t, out):
-    """out[j, o] = x[j] . weights_t[o] for the four rows j of x, two outputs at a time: each
-    weight is loaded once for four candidates (eight independent sums, as in
-    _window_products)."""
-    n_out = weights_t.shape[0]
-    paired = n_out - n_out % 2
-    x0, x1, x2, x3 = x[0], x[1], x[2], x[3]
-    for o in range(0, paired, 2):
-        us, vs = weights_t[o], weights_t[o + 1]
-        u, v = us[0], vs[0]
-        a0, a1, a2, a3 = x0[0] * u, x1[0] * u, x2[0] * u, x3[0] * u
-        b0, b1, b2, b3 = x0[0] * v, x1[0] * v, x2[0] * v, x3[0] * v
-        for i in range(1, x0.shape[0]):
-            u, v = us[i], vs[i]
-            a0 += x0[i] * u
-            a1 += x1[i] * u
-            a2 += x2[i] * u
-            a3 += x3[i] * u
-            b0 += x0[i] * v
-            b1 += x1[i] * v
-            b2 += x2[i] * v
-            b3 += x3[i] * v
-        out[0, o], out[1, o], out[2, o], out[3, o] = a0, a1, a2, a3
-        out[0, o + 1], out[1, o + 1], out[2, o + 1], out[3, o + 1] = b0, b1, b2, b3
-    for o in range(paired, n_out):
-        for j in range(4):
-            acc = x[j, 0] * weights_t[o, 0]
-            for i in range(1, x0.shape[0]):
-                acc += x[j, i] * weights_t[o, i]
-            out[j, o] = acc
-
-
 def _group_products(x, count, weights_t, out):
-    """The products of the first `count` (1 to 4) rows of x: four at once, else two, else
-    one."""
+    """The products of the first `count` (1 to 4) rows of x: four at once (each weight loaded
+    once for the four, by _window_products), else two, then one. (Each helper is written
+    out here once: Numba inlines them, and compiling each copy takes seconds.)"""
+    n_out = weights_t.shape[0]
     if count == 4:
-        _quad_products(x, weights_t, out)
-    elif count == 1:
-        _products(x[0], weights_t, out[0])
-    else:
+        for j in range(4):
+            for o in range(n_out):
+                out[j, o] = 0
+        start = n_out - n_out  # 0 (and count for 4), computed: a literal argument makes Numba
+        # compile another copy
+        _window_products(x.reshape(-1), start, x.shape[1], count, x.shape[1], weights_t, start,
+                         out)
+        return
+    if count >= 2:
         _pair_products(x, weights_t, out)
-        if count == 3:
-            _products(x[2], weights_t, out[2])
+    if count % 2:
+        _products(x[count - 1], weights_t, out[count - 1])
 
 
 # Candidates are independent; the kernels take them in groups of up to four (a share of 5:
@@ -554,6 +529,7 @@ def _vertical_share(first, end, r0, r1, vin_all, khs, ks, cins, v_weights_t, v_b
     width = link_all.shape[2] // outputs
     pre = np.empty((width, outputs), vin_all.dtype)
     flat_pre = pre.reshape(-1)
+    start = width - width  # 0, computed: a literal would make Numba compile another copy
     for b in range(first, end):
         for r in range(r0, r1):
             for layer in range(layers):
@@ -591,8 +567,8 @@ def _vertical_share(first, end, r0, r1, vin_all, khs, ks, cins, v_weights_t, v_b
                     for c in range(width):
                         for o in range(outputs):
                             link[c, o] = h_biases[layer, o]
-                    _window_products(flat_pre, 0, outputs, width, outputs, links_t[layer], 0,
-                                     link)
+                    _window_products(flat_pre, start, outputs, width, outputs, links_t[layer],
+                                     start, link)
 
 
 def cache_report() -> str | None:
@@ -652,9 +628,11 @@ if AVAILABLE:
     # The small helpers are inlined where they are used. The per-group functions are
     # compiled on their own: inlined into the kernels, they made Numba's compilation (the
     # first start of a new installation waits for it) about three times longer.
-    _products, _pair_products, _quad_products, _fast_tanh = (
+    _products, _pair_products, _fast_tanh = (
         numba.njit(inline="always", **_OPTIONS)(f)
-        for f in (_products, _pair_products, _quad_products, _fast_tanh))
+        for f in (_products, _pair_products, _fast_tanh))
+    _window_products, _two_row_products = (
+        _jit(f) for f in (_window_products, _two_row_products))
     _group_products, _group_column, _group_head, _sample_share = (
         _jit(f) for f in (_group_products, _group_column, _group_head, _sample_share))
     # The distributions are computed as NumPy computes them: no fastmath here.
@@ -663,8 +641,6 @@ if AVAILABLE:
         _jit(f, fastmath=False) for f in (_pairwise_sum, _probabilities, _draw, _draw_values))
     # Per call, one share of the candidates: the row sampled, or the vertical stack of the
     # rows finished. Both compile on first use (seconds, then cached on disk).
-    _window_products, _two_row_products = (
-        _jit(f) for f in (_window_products, _two_row_products))
     sample_share = _sample_share
     vertical_share = _jit(_vertical_share)
 else:  # pragma: no cover
