@@ -16,9 +16,9 @@ its receptive field.
 On the CPU the per-pixel work is a few dozen tiny matrix products: compiled kernels (Numba,
 model/kernels.py) sample a whole row per call and compute the vertical stack of a finished
 row in another, each on all cores (the candidates dealt out), and without Numba NumPy does
-it (its call overhead is several times lower than PyTorch's); elsewhere the same code runs on torch
-tensors on the device. Weights are taken from the model with their masks applied, so both
-samplers evaluate the same function.
+it (its call overhead is several times lower than PyTorch's); elsewhere the same code runs
+on torch tensors on the device. Weights are taken from the model with their masks applied,
+so both samplers evaluate the same function.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ import threading
 import weakref
 from collections import defaultdict
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from itertools import repeat
 from operator import itemgetter, setitem
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -327,10 +327,10 @@ class GatedStepper:
         self.vin_all = xp.zeros(L, batch, max(math.prod(shape) for shape in shapes))
         self.vin = [self.vin_all[depth, :, :math.prod(shape)].reshape(batch, *shape)
                     for depth, shape in enumerate(shapes)]
-        # Every kh x k window of each vin, made once: slicing rows of it is cheap (the
-        # compiled kernels read the windows where they lie).
-        self.vin_windows = [xp.windows(v, p["kh"], p["k"])
-                            for v, p in zip(self.vin, self.layers, strict=True)]
+        # Every kh x k window of each vin, made once: slicing rows of it is cheap. (The
+        # compiled kernels read the windows where they lie.)
+        self.vin_windows = None if weights.compiled is not None else [
+            xp.windows(v, p["kh"], p["k"]) for v, p in zip(self.vin, self.layers, strict=True)]
         self.link_all = xp.zeros(L, batch, W * 2 * w)
         self.link_rows = [self.link_all[depth].reshape(batch, W, 2 * w) for depth in range(L)]
         # Horizontal inputs of the current row, padded on the left by kw-1 columns.
@@ -585,7 +585,8 @@ def _gated_rows_in_order(stepper: GatedStepper, task: SamplingTask) -> Iterator[
                 run_values, run_probs))
             places = ((chans * height + row) * width + cols)[:, None] + image_starts
             writes = map(setitem, repeat(images), places.ravel().tolist(), run_values)
-            yield from map(_second, zip(writes, samples))  # each write just before its sample
+            # Each write just before its sample.
+            yield from map(_second, zip(writes, samples, strict=True))
             done += drawn
             col, channel = order[done - 1].tolist()
             if stepper.shared and len(set(run_values[-candidates:])) > 1:
