@@ -250,12 +250,13 @@ _blas_controller = None
 def single_threaded_blas():
     """A context in which NumPy's BLAS runs on the calling thread only.
 
-    The vertical stack's row products are small. Given its threads, OpenBLAS splits them
-    and leaves its helper threads spinning after each product, and they take the cores
-    from the compiled kernels that run between products. Measured on this project's
-    2-core machine: a 24x24 RGB completion took 0.7-1.0 s with them and 0.17 s without; 9
-    candidates of a 28x28 digit 2.6 s with them and 0.2 s without. One thread loses little:
-    these products run at 78 GFLOP/s on one thread and 84 on two.
+    The NumPy path's row products (the vertical stack's, and on the compiled path a row's
+    known start) are small. Given its threads, OpenBLAS splits them and leaves its helper
+    threads spinning after each product, and they take the cores from the compiled kernels
+    that run between products. Measured on this project's 2-core machine when the vertical
+    stack still ran in BLAS: a 24x24 RGB completion took 0.7-1.0 s with them and 0.17 s
+    without; 9 candidates of a 28x28 digit 2.6 s with them and 0.2 s without. One thread
+    loses little: these products run at 78 GFLOP/s on one thread and 84 on two.
     """
     global _blas_users, _blas_limiter, _blas_controller
     with _blas_lock:
