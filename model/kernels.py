@@ -3,9 +3,9 @@
 One pixel of the gated model is a few dozen products of vectors with small matrices. In
 NumPy each is a separate call costing microseconds of overhead, far more than its
 arithmetic; compiled, a whole row of pixels (every layer of each column, the head, the
-distribution and the draw) is one call. Weights come transposed, (out, in), so that each
-output is a contiguous dot product that the compiler vectorises (fastmath lets it reorder
-the sum; the result moves by rounding only).
+distribution and the draw) is one call, and a finished row's vertical stack another.
+Weights come transposed, (out, in), so that each output is a contiguous dot product that the
+compiler vectorises (fastmath lets it reorder the sum; the result moves by rounding only).
 If Numba is not installed the sampler falls back to NumPy (same results, slower).
 """
 
