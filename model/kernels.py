@@ -163,49 +163,55 @@ def _group_column(first, count, col, low, high, hin, cins, kws, h_weights_t, lin
     # Contiguous copies of the windows, zero-padded to the widest: the padding meets the
     # zero-padded weights, so every layer runs the same (vectorised) product.
     window = np.zeros((GROUP, h_weights_t.shape[2]), gated.dtype)
+    # Computed indices are taken as slices first, and the loops index those by their counters
+    # only: an index that may be negative gets a wrap-around check, which stops vectorisation.
     for layer in range(layers):
         cin = cins[layer]
         kw = kws[layer]
         for j in range(count):
-            x = hin[layer, first + j]
+            x = hin[layer, first + j][col * cin:(col + kw) * cin]
             for i in range(kw * cin):
-                window[j, i] = x[col * cin + i]
+                window[j, i] = x[i]
         _group_products(window, count, h_weights_t[layer, low:high], pre_a)
         _group_products(window, count, h_weights_t[layer, width + low:width + high], pre_b)
         for j in range(count):
             b = first + j
-            link = link_rows[layer, b]
             offset = col * 2 * width
+            link_a = link_rows[layer, b][offset + low:offset + high]
+            link_b = link_rows[layer, b][offset + width + low:offset + width + high]
             for o in range(n):
-                pre_a[j, o] += link[offset + low + o]
-                pre_b[j, o] += link[offset + width + low + o]
+                pre_a[j, o] += link_a[o]
+                pre_b[j, o] += link_b[o]
+            gates = gated[b, layer * width + low:layer * width + high]
             # Separate loops for the two tanh's, so that the branch is not taken per element.
             if fast_tanh:
                 for o in range(n):
-                    gated[b, layer * width + low + o] = _fast_tanh(pre_a[j, o]) * (
-                        _ONE + _fast_tanh(pre_b[j, o]))
+                    gates[o] = _fast_tanh(pre_a[j, o]) * (_ONE + _fast_tanh(pre_b[j, o]))
             else:
                 for o in range(n):
-                    gated[b, layer * width + low + o] = math.tanh(pre_a[j, o]) * (
-                        1.0 + math.tanh(pre_b[j, o]))
+                    gates[o] = math.tanh(pre_a[j, o]) * (1.0 + math.tanh(pre_b[j, o]))
         if layer + 1 == layers:
             break
         base = (col + kws[layer + 1] - 1) * width + low
         if layer == 0:  # the first layer has no residual: its output is the gate itself
             for j in range(count):
-                out = hin[layer + 1, first + j]
+                out = hin[layer + 1, first + j][base:base + n]
+                gates = gated[first + j, low:high]
                 for o in range(n):
-                    out[base + o] = 0.5 * gated[first + j, low + o]
+                    out[o] = 0.5 * gates[o]
             continue
         for j in range(count):  # the whole gate: group g's residual reads groups <= g
+            gates = gated[first + j, layer * width:(layer + 1) * width]
             for o in range(width):
-                gate[j, o] = gated[first + j, layer * width + o]
+                gate[j, o] = gates[o]
         _group_products(gate, count, res_weights_t[layer, low:high], residual)
         centre = (col + kw - 1) * width + low
+        biases = res_biases[layer, low:high]
         for j in range(count):
-            x, out = hin[layer, first + j], hin[layer + 1, first + j]
+            x = hin[layer, first + j][centre:centre + n]
+            out = hin[layer + 1, first + j][base:base + n]
             for o in range(n):
-                out[base + o] = x[centre + o] + res_biases[layer, low + o] + residual[j, o]
+                out[o] = x[o] + biases[o] + residual[j, o]
 
 
 def _sample_share(first, end, shared, row, col, channel, last_col, known_row, hin, cins, kws,
