@@ -250,13 +250,14 @@ _blas_controller = None
 def single_threaded_blas():
     """A context in which NumPy's BLAS runs on the calling thread only.
 
-    The NumPy path's row products (the vertical stack's, and on the compiled path a row's
-    known start) are small. Given its threads, OpenBLAS splits them and leaves its helper
-    threads spinning after each product, and they take the cores from the compiled kernels
-    that run between products. Measured on this project's 2-core machine when the vertical
-    stack still ran in BLAS: a 24x24 RGB completion took 0.7-1.0 s with them and 0.17 s
-    without; 9 candidates of a 28x28 digit 2.6 s with them and 0.2 s without. One thread
-    loses little: these products run at 78 GFLOP/s on one thread and 84 on two.
+    The NumPy path's row products (the vertical stack's, and a row's known start) are
+    small. Given its threads, OpenBLAS splits them and leaves its helper threads spinning
+    after each product, and they take the cores from whatever runs between products.
+    Measured on this project's 2-core machine when the compiled path still ran its vertical
+    stack in BLAS: a 24x24 RGB completion took 0.7-1.0 s with them and 0.17 s without; 9
+    candidates of a 28x28 digit 2.6 s with them and 0.2 s without. One thread loses little:
+    these products run at 78 GFLOP/s on one thread and 84 on two. (The compiled path now
+    calls no BLAS.)
     """
     global _blas_users, _blas_limiter, _blas_controller
     with _blas_lock:
@@ -530,14 +531,14 @@ def _in_shares(kernel, batch: int, *args):
 
 
 def _gated_steps(stepper: GatedStepper, task: SamplingTask) -> Iterator[PixelSample]:
+    if stepper.compiled is not None:  # no BLAS: every product is in the compiled kernels
+        yield from _gated_rows_in_order(stepper, task)
+        return
     # For the whole completion (the limit is the process's, shared with any completion
     # running at the same time; it ends when the last of them does).
     on_cpu = isinstance(stepper.arrays, NumpyArrays)
     with single_threaded_blas() if on_cpu else contextlib.nullcontext():
-        if stepper.compiled is None:
-            yield from _gated_steps_in_order(stepper, task)
-        else:
-            yield from _gated_rows_in_order(stepper, task)
+        yield from _gated_steps_in_order(stepper, task)
 
 
 def _unknown_columns(task: SamplingTask) -> dict[int, list[int]]:
@@ -569,11 +570,9 @@ def _gated_rows_in_order(stepper: GatedStepper, task: SamplingTask) -> Iterator[
     candidate_numbers = np.tile(np.arange(candidates), width * channels)
     for row, columns in _unknown_columns(task).items():
         stepper.begin_row(row)
-        if columns[0] > 0:  # the known start of the row, batched
-            stepper.horizontal(0, columns[0] - 1)
         order = np.array([(col, channel) for col in columns for channel in range(channels)])
         done = 0
-        start = (columns[0], 0)
+        start = (0, 0)  # the kernel gives the known columns on the way their stack only
         while done < len(order):
             values, probs, drawn = stepper.sample_run(row, *start, columns[-1])
             cols, chans = order[done:done + drawn].T
