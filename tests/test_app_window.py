@@ -406,14 +406,20 @@ def test_the_app_exits_only_after_its_kernel_warm_up_has_finished(tmp_path):
 # In a process of its own: what the garbage collector tracks is the whole process's.
 START_UP_OBJECTS = """
 import gc
+from PySide6.QtCore import QEventLoop
 from PySide6.QtWidgets import QApplication
 from gui.main_window import MainWindow, wait_for_warm_ups
 
 app = QApplication([])
 before = len(gc.get_objects())
 window = MainWindow("digits-ink", load_in_background=True)
-while window.model is None:  # the weights load in a thread, then the kernels warm up
-    app.processEvents()
+# The weights load in a thread (their signal is queued until the loop runs), then the kernels
+# warm up. (Not a loop of app.processEvents(): PySide6 6.12 drops a reference to None per
+# call, and some thousands of calls end the process.)
+loop = QEventLoop()
+window.loader.loaded.connect(loop.quit)
+window.loader.failed.connect(loop.quit)
+loop.exec()
 wait_for_warm_ups(120)
 print(before, gc.get_freeze_count(), len(gc.get_objects()))
 """
