@@ -301,6 +301,7 @@ class GatedStepper:
         self.compiled_head = None if weights.compiled is None else weights.compiled["head"]
         self.known = np.ascontiguousarray(task.known)
         self.vertical_done = 0  # rows whose vertical stack is computed
+        self.hin_row = None  # the row whose pixels the horizontal stack's input holds
         cfg, label = task.config, task.class_label
         class_index = None
         if cfg.num_classes:
@@ -369,17 +370,29 @@ class GatedStepper:
         # gates of the channels drawn (see kernels._group_column).
         self.gated[...] = gated
 
-    def _pixels(self, rows: slice):
-        """Scaled image rows, channels-last: (B, rows, W, C)."""
-        values = self.task.images[:self.batch, :, rows].transpose(0, 2, 3, 1) / self.top_level
+    def _pixels(self, rows: slice, first: int = 0, end: int | None = None):
+        """Scaled image rows, channels-last: (B, rows, W, C) (candidates first .. end-1)."""
+        end = self.batch if end is None else end
+        values = self.task.images[first:end, :, rows].transpose(0, 2, 3, 1) / self.top_level
         return self.arrays.from_numpy(values)
 
-    def _vertical(self, r0: int, r1: int) -> None:
-        """Vertical stack for finished rows r0..r1-1, and the link they give the row below."""
+    def _vertical(self, r0: int, r1: int, share: tuple[int, int] | None = None,
+                  last_sampled: int | None = None) -> None:
+        """Vertical stack for finished rows r0..r1-1, and the link they give the row below:
+        for every candidate state, or (compiled) for one share of them (first, end), with
+        row `last_sampled` read from the horizontal stack's input (see RowInShares)."""
         W, p0 = self.shape[3], self.layers[0]
-        rows = self.vin[0][:, r0 + p0["kh"] - 1:r1 + p0["kh"] - 1]
-        rows[:, :, p0["k"] // 2:p0["k"] // 2 + W] = self._pixels(slice(r0, r1))
-        self.vertical_done = r1
+        first, end = share or (0, self.batch)
+        top, left = p0["kh"] - 1, p0["k"] // 2
+        rows = self.vin[0][first:end, top + r0:top + r1, left:left + W]
+        split = last_sampled if last_sampled is not None and r0 <= last_sampled < r1 else r1
+        rows[:, :split - r0] = self._pixels(slice(r0, split), first, end)
+        if split < r1:
+            rows[:, split - r0] = self.hin[0][first:end, p0["kw"] - 1:]
+            rows[:, split - r0 + 1:] = self._pixels(slice(split + 1, r1), first, end)
+        if share is not None:
+            kernels.vertical_share(first, end, r0, r1, *self.vertical_args)
+            return
         if self.compiled is not None:  # every layer, one share of the candidates per core
             _in_shares(kernels.vertical_share, self.batch, r0, r1, *self.vertical_args)
             return
@@ -407,11 +420,21 @@ class GatedStepper:
     def begin_row(self, row: int) -> None:
         if row > self.vertical_done:
             self._vertical(self.vertical_done, row)
+            self.vertical_done = row
         elif row == 0:  # nothing above the first row: its link is the bias alone
             for link, p in zip(self.link_rows, self.layers, strict=True):
                 link[...] = p["h_bias"]
         p0 = self.layers[0]
         self.hin[0][:, p0["kw"] - 1:] = self._pixels(slice(row, row + 1))[:, 0]
+        self.hin_row = row
+
+    def start_row(self, row: int, last_col: int) -> RowInShares:
+        """The compiled path once every candidate has its own state: row `row` (sampled
+        through last_col) as a job to run share by share, the shares at once."""
+        job = RowInShares(self, row, last_col, self.vertical_done, self.hin_row)
+        self.vertical_done = max(self.vertical_done, row)
+        self.hin_row = row
+        return job
 
     def write(self, col: int, channel: int, values: np.ndarray) -> None:
         """Enter the values drawn (one per candidate) at the current pixel-channel."""
@@ -493,6 +516,40 @@ class GatedStepper:
         return out[:, 0] if out.shape[1] == 1 else out
 
 
+class RowInShares:
+    """One row's work on the compiled path once every candidate has its own state, run a
+    share of the candidates per call (`job(first, end)`), the shares on different threads
+    at once: the vertical stack of the rows finished since the last row, the row's known
+    pixels, then its values drawn into `values` and `probs`.
+
+    The row sampled last is read from the horizontal stack's input, where the kernel wrote
+    its values, not from the images: the stream may still be handing them out (the helper
+    threads compute a row while the calling thread streams the one before)."""
+
+    def __init__(self, stepper: GatedStepper, row: int, last_col: int, vertical_done: int,
+                 last_sampled: int | None):
+        self.stepper, self.row, self.last_col = stepper, row, last_col
+        self.vertical_done, self.last_sampled = vertical_done, last_sampled
+        B, C, _, W = stepper.shape
+        self.values = np.empty((B, W, C), np.int64)
+        self.probs = np.empty((B, W, C, stepper.task.config.levels))
+
+    def __call__(self, first: int, end: int) -> None:
+        stepper, row, r0 = self.stepper, self.row, self.vertical_done
+        task, p0 = stepper.task, stepper.layers[0]
+        if row > r0:
+            stepper._vertical(r0, row, (first, end), self.last_sampled)
+        elif row == 0:  # nothing above the first row: its link is the bias alone
+            for link, p in zip(stepper.link_rows, stepper.layers, strict=True):
+                link[first:end] = p["h_bias"]
+        stepper.hin[0][first:end, p0["kw"] - 1:] = stepper._pixels(slice(row, row + 1), first,
+                                                                   end)[:, 0]
+        kernels.sample_share(first, end, False, row, 0, 0, self.last_col, stepper.known[row],
+                             *stepper.compiled, *stepper.compiled_head,
+                             task.config.distribution == "bernoulli", task.temperature,
+                             stepper.top_level, task.uniforms, self.values, self.probs)
+
+
 def cores() -> int:
     """How many cores this process may run on: the candidates are dealt out over them."""
     try:
@@ -506,27 +563,37 @@ _helpers: ThreadPoolExecutor | None = None
 _helpers_lock = threading.Lock()
 
 
-def _in_shares(kernel, batch: int, *args):
-    """kernel(first, end, *args) for candidate states first .. end-1 of `batch`, dealt out in
-    nearly equal shares (9 candidates on two cores: 5 and 4), one share per core, run on the
-    calling thread and helper threads at once (the kernels release the GIL): one handoff per
-    call. (Numba's parallel build did the same 5-10% faster, but it compiled for 10 s more
-    at a new installation's first start, and its fallback threading layer aborts the
-    process if two threads start parallel kernels at once.) Returns the calling thread's
-    share's result (a row's shares stop at the same value: they never share a state)."""
-    global _helpers
+def _share_bounds(batch: int) -> list[tuple[int, int]]:
+    """Candidates 0 .. batch-1 dealt out in nearly equal shares, one per core (9 on two
+    cores: 4 and 5; the calling thread takes the first)."""
     shares = min(batch, cores())
-    if shares == 1:
-        return kernel(0, batch, *args)
+    return [(k * batch // shares, (k + 1) * batch // shares) for k in range(shares)]
+
+
+def _helper_threads() -> ThreadPoolExecutor:
+    global _helpers
     with _helpers_lock:
         if _helpers is None:
             _helpers = ThreadPoolExecutor(cores() - 1, thread_name_prefix="pixelcnn-share")
-    bounds = [(k * batch // shares, (k + 1) * batch // shares) for k in range(shares)]
-    others = [_helpers.submit(kernel, first, end, *args) for first, end in bounds[1:]]
+    return _helpers
+
+
+def _in_shares(kernel, batch: int, *args):
+    """kernel(first, end, *args) for candidate states first .. end-1 of `batch`, one share
+    per core, run on the calling thread and helper threads at once (the kernels release the
+    GIL): one handoff per call. (Numba's parallel build did the same 5-10% faster, but it
+    compiled for 10 s more at a new installation's first start, and its fallback threading
+    layer aborts the process if two threads start parallel kernels at once.) Returns the
+    calling thread's share's result (a row's shares stop at the same value: they never
+    share a state)."""
+    mine, *others = _share_bounds(batch)
+    if not others:
+        return kernel(*mine, *args)
+    running = [_helper_threads().submit(kernel, *share, *args) for share in others]
     try:
-        return kernel(*bounds[0], *args)
+        return kernel(*mine, *args)
     finally:  # the rows' arrays must not change under a helper still at work
-        for other in others:
+        for other in running:
             other.result()
 
 
@@ -555,38 +622,52 @@ _second = itemgetter(1)
 
 
 def _gated_rows_in_order(stepper: GatedStepper, task: SamplingTask) -> Iterator[PixelSample]:
-    """The compiled path: a row's values are drawn by one kernel call (one more each time
-    the candidates split), then streamed. Stopping the stream between two values of a row
-    leaves the rest of that row's work done for nothing, but nothing of it is seen:
-    `task.images` gets each candidate's value as its sample is handed out.
+    """The compiled path: a row's values are drawn by kernel calls, then streamed. While
+    the candidates share one state a row may take several calls (one more each time they
+    split); after that each row is one job, run in shares (_rows_in_shares).
 
-    A run's samples are made and handed out by iterators built per run, with no line of
-    Python per value or sample (9 candidates of a 28x28 image: 7,056 samples)."""
+    Stopping the stream between two values leaves the rest of that row's work (and the
+    helper threads' share of the next row) done for nothing, but nothing of it is seen:
+    `task.images` gets each candidate's value as its sample is handed out. A run's samples
+    are made and handed out by iterators built per run, with no line of Python per value or
+    sample (9 candidates of a 28x28 image: 7,056 samples)."""
     channels, candidates = task.config.channels, task.candidates
     _, _, height, width = task.images.shape
     images = task.images.view()
     images.shape = (-1,)  # flat, and never a copy (this raises where it would have to be)
     image_starts = np.arange(candidates) * images.size // candidates
     candidate_numbers = np.tile(np.arange(candidates), width * channels)
-    for row, columns in _unknown_columns(task).items():
+
+    def stream(row, order, values, probs):
+        """The samples of pixel-channels `order` ((col, channel) pairs) of `row`, value by
+        value and within a value candidate by candidate, each candidate's value written to
+        the images just before its sample; and the values in that order."""
+        drawn = len(order)
+        cols, chans = order.T
+        run_values = values[:, cols, chans].T.ravel().tolist()
+        run_probs = probs[:, cols, chans].transpose(1, 0, 2).reshape(drawn * candidates, -1)
+        samples = map(_new_sample, repeat(PixelSample), zip(
+            candidate_numbers[:drawn * candidates].tolist(), repeat(row),
+            cols.repeat(candidates).tolist(), chans.repeat(candidates).tolist(),
+            run_values, run_probs))
+        places = ((chans * height + row) * width + cols)[:, None] + image_starts
+        writes = map(setitem, repeat(images), places.ravel().tolist(), run_values)
+        return map(_second, zip(writes, samples, strict=True)), run_values
+
+    rows = [(row, columns, np.array([(col, channel) for col in columns
+                                     for channel in range(channels)]))
+            for row, columns in _unknown_columns(task).items()]
+    for index, (row, columns, order) in enumerate(rows):
+        if not stepper.shared:
+            yield from _rows_in_shares(stepper, rows[index:], stream)
+            return
         stepper.begin_row(row)
-        order = np.array([(col, channel) for col in columns for channel in range(channels)])
         done = 0
         start = (0, 0)  # the kernel gives the known columns on the way their stack only
         while done < len(order):
             values, probs, drawn = stepper.sample_run(row, *start, columns[-1])
-            cols, chans = order[done:done + drawn].T
-            # Value by value, and within a value candidate by candidate.
-            run_values = values[:, cols, chans].T.ravel().tolist()
-            run_probs = probs[:, cols, chans].transpose(1, 0, 2).reshape(drawn * candidates, -1)
-            samples = map(_new_sample, repeat(PixelSample), zip(
-                candidate_numbers[:drawn * candidates].tolist(), repeat(row),
-                cols.repeat(candidates).tolist(), chans.repeat(candidates).tolist(),
-                run_values, run_probs))
-            places = ((chans * height + row) * width + cols)[:, None] + image_starts
-            writes = map(setitem, repeat(images), places.ravel().tolist(), run_values)
-            # Each write just before its sample.
-            yield from map(_second, zip(writes, samples, strict=True))
+            samples, run_values = stream(row, order[done:done + drawn], values, probs)
+            yield from samples
             done += drawn
             col, channel = order[done - 1].tolist()
             if stepper.shared and len(set(run_values[-candidates:])) > 1:
@@ -594,6 +675,86 @@ def _gated_rows_in_order(stepper: GatedStepper, task: SamplingTask) -> Iterator[
             # Where the next run starts: after the last value drawn (known columns on the
             # way get their horizontal stack in the kernel).
             start = (col, channel + 1) if channel + 1 < channels else (col + 1, 0)
+
+
+def _rows_in_shares(stepper: GatedStepper, rows, stream) -> Iterator[PixelSample]:
+    """Rows once every candidate has its own state, one job each (RowInShares), a share of
+    the candidates per core. The calling thread computes its share of a row, then streams
+    the row; each other share goes through the rows on a helper thread (_SharesAhead), up
+    to two rows ahead of the stream. So the stream, all Python, costs no core's compute:
+    9 candidates on two cores are 4 and 5, and the calling thread's share and the stream
+    take about as long as the helper's share. Stopping the stream wastes the rest of the
+    row and at most two rows of the helpers' shares."""
+    mine, *others = _share_bounds(stepper.batch)
+    jobs = [stepper.start_row(row, columns[-1]) for row, columns, _ in rows]
+    ahead = [_SharesAhead(jobs, share) for share in others]
+    try:
+        for index, ((row, _, order), job) in enumerate(zip(rows, jobs, strict=True)):
+            job(*mine)
+            for helper in ahead:
+                helper.wait_for(index)
+            yield from stream(row, order, job.values, job.probs)[0]
+            for helper in ahead:
+                helper.allow(index + 1 + _SharesAhead.LEAD)
+    finally:  # the arrays must not change under a helper still at work
+        for helper in ahead:
+            helper.stop()
+
+
+class _SharesAhead:
+    """One share of the candidates taken through a completion's rows on a helper thread,
+    ahead of the calling thread but never by more than LEAD rows past the row it streams.
+    The helper's task never waits for the calling thread: at the limit it ends, and `allow`
+    starts another (helper threads are shared by every completion running)."""
+
+    LEAD = 2
+
+    def __init__(self, jobs: list[RowInShares], share: tuple[int, int]):
+        self.jobs, self.share = jobs, share
+        self.changed = threading.Condition()
+        self.done = 0  # rows finished
+        self.allowed = 0  # rows it may start
+        self.running = None  # the helper task, while one is at work
+        self.error = None
+        self.stopped = False
+        self.allow(self.LEAD)
+
+    def allow(self, rows: int) -> None:
+        with self.changed:
+            self.allowed = min(rows, len(self.jobs))
+            if self.running is None and self.done < self.allowed:
+                self.running = _helper_threads().submit(self._run)
+
+    def _run(self) -> None:
+        while True:
+            with self.changed:
+                if self.stopped or self.error or self.done >= self.allowed:
+                    self.running = None
+                    self.changed.notify_all()
+                    return
+                job = self.jobs[self.done]
+            try:
+                job(*self.share)
+            except BaseException as error:  # handed to the calling thread
+                with self.changed:
+                    self.error = error
+                continue
+            with self.changed:
+                self.done += 1
+                self.changed.notify_all()
+
+    def wait_for(self, index: int) -> None:
+        """Until row `index` (of the jobs) is finished; re-raises the helper's error."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.done > index or self.error is not None)
+            if self.done <= index:
+                raise self.error
+
+    def stop(self) -> None:
+        """No more rows; returns once the helper's task has ended."""
+        with self.changed:
+            self.stopped = True
+            self.changed.wait_for(lambda: self.running is None)
 
 
 def _gated_steps_in_order(stepper: GatedStepper, task: SamplingTask) -> Iterator[PixelSample]:

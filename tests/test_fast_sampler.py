@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -128,7 +129,8 @@ def test_a_fully_known_prefix_costs_one_batched_pass_not_one_per_pixel(monkeypat
     calls = []
     original = GatedStepper._vertical
     monkeypatch.setattr(GatedStepper, "_vertical",
-                        lambda self, r0, r1: calls.append((r0, r1)) or original(self, r0, r1))
+                        lambda self, r0, r1, *share: calls.append((r0, r1))
+                        or original(self, r0, r1, *share))
     completion = complete(model, image, known)
     next(completion)
     assert calls == [(0, 5)]  # the five known rows, together
@@ -137,8 +139,9 @@ def test_a_fully_known_prefix_costs_one_batched_pass_not_one_per_pixel(monkeypat
 def column_batches(monkeypatch) -> list[int]:
     """For each value the gated stepper computed, how many candidate states it ran on.
     (The NumPy and torch backends compute a column per value; the compiled one samples a
-    row's values per call, fewer when the candidates split on the way.)"""
-    from model.fast import GatedStepper
+    row's values per call, fewer when the candidates split on the way, and once each has
+    its own state a row per job.)"""
+    from model.fast import GatedStepper, RowInShares
 
     batches = []
     original = GatedStepper.column_logits
@@ -153,6 +156,15 @@ def column_batches(monkeypatch) -> list[int]:
         return values, probs, drawn
 
     monkeypatch.setattr(GatedStepper, "sample_run", sample_run)
+    original_job = RowInShares.__call__
+
+    def row_job(self, first, end):  # a whole row, once every candidate has its own state
+        if first == 0:  # (its first share)
+            unknown = int((~self.stepper.known[self.row]).sum())
+            batches.extend([self.stepper.batch] * unknown * self.stepper.shape[1])
+        return original_job(self, first, end)
+
+    monkeypatch.setattr(RowInShares, "__call__", row_job)
     return batches
 
 
@@ -193,6 +205,67 @@ def test_stopping_the_fast_stream_stops_the_work(monkeypatch, backend):
     assert len(computed) == (7 if backend == "compiled" else 2)
     # What was computed but not streamed is not in the images either.
     assert (images[0, 0, 0, 2:] == 0).all() and (images[0, 0, 1:] == 0).all()
+
+
+def shares_computed(monkeypatch) -> list[tuple[int, str]]:
+    """(row, thread name) for each share of a whole-row job the compiled path ran."""
+    from model.fast import RowInShares
+
+    runs = []
+    original = RowInShares.__call__
+    monkeypatch.setattr(RowInShares, "__call__", lambda self, first, end: runs.append(
+        (self.row, threading.current_thread().name)) or original(self, first, end))
+    return runs
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="Numba is not installed")
+def test_helper_threads_work_at_most_one_row_past_the_row_streamed(monkeypatch):
+    from model import fast
+
+    monkeypatch.setattr(fast, "cores", lambda: 2)
+    runs = shares_computed(monkeypatch)
+    model, image = problem(channels=3, distribution="categorical", height=8, width=5)
+    completion = complete(model, image, known_mask("nothing-known", 8, 5), candidates=4,
+                          seed=1)
+    per_row = 5 * 3 * 4  # columns x channels x candidates
+    for _ in range(4 * per_row + per_row // 2):  # rows 0-3 and half of row 4
+        sample = next(completion)
+    assert sample.row == 4
+    time.sleep(0.3)  # a slow consumer: the helper threads go as far as they may
+    images = completion.images.copy()
+    completion.close()
+    helper_rows = [row for row, thread in runs if thread != threading.current_thread().name]
+    my_rows = [row for row, thread in runs if thread == threading.current_thread().name]
+    assert helper_rows and max(my_rows) == 4
+    assert max(helper_rows) <= 5  # two rows ahead at most: stopping wastes little
+    assert (images[:, :, 5:] == 0).all()  # and none of it is in the images
+    assert list(completion) == []
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="Numba is not installed")
+def test_a_failure_in_a_helper_threads_share_reaches_the_caller(monkeypatch):
+    from model import fast
+    from model.fast import RowInShares
+
+    monkeypatch.setattr(fast, "cores", lambda: 2)
+    model, image = problem(height=6, width=7)
+    known = known_mask("nothing-known", 6, 7)
+    expected = complete(model, image, known, candidates=4, seed=3).run()
+    original = RowInShares.__call__
+
+    def fail_on_a_helper(self, first, end):
+        if self.row == 4 and threading.current_thread() is not threading.main_thread():
+            raise MemoryError("helper share")
+        return original(self, first, end)
+
+    monkeypatch.setattr(RowInShares, "__call__", fail_on_a_helper)
+    completion = complete(model, image, known, candidates=4, seed=3)
+    with pytest.raises(MemoryError, match="helper share"):
+        completion.run()
+    assert (completion.images[:, :, 4:] == 0).all()
+    # The helper threads carry on with the next completion.
+    monkeypatch.setattr(RowInShares, "__call__", original)
+    assert np.array_equal(complete(model, image, known, candidates=4, seed=3).run(), expected)
 
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="Numba is not installed")
