@@ -385,11 +385,12 @@ class GatedStepper:
         first, end = share or (0, self.batch)
         top, left = p0["kh"] - 1, p0["k"] // 2
         rows = self.vin[0][first:end, top + r0:top + r1, left:left + W]
-        split = last_sampled if last_sampled is not None and r0 <= last_sampled < r1 else r1
-        rows[:, :split - r0] = self._pixels(slice(r0, split), first, end)
-        if split < r1:
-            rows[:, split - r0] = self.hin[0][first:end, p0["kw"] - 1:]
-            rows[:, split - r0 + 1:] = self._pixels(slice(split + 1, r1), first, end)
+        sampled = last_sampled if last_sampled is not None and r0 <= last_sampled < r1 else r1
+        for a, b in ((r0, sampled), (sampled + 1, r1)):  # known rows, from the images
+            if a < b:
+                rows[:, a - r0:b - r0] = self._pixels(slice(a, b), first, end)
+        if sampled < r1:
+            rows[:, sampled - r0] = self.hin[0][first:end, p0["kw"] - 1:]
         if share is not None:
             kernels.vertical_share(first, end, r0, r1, *self.vertical_args)
             return
@@ -677,84 +678,139 @@ def _gated_rows_in_order(stepper: GatedStepper, task: SamplingTask) -> Iterator[
             start = (col, channel + 1) if channel + 1 < channels else (col + 1, 0)
 
 
+def _chunks(batch: int) -> list[tuple[int, int]]:
+    """The candidate states' chunks for whole-row jobs: the kernels' groups of four (each
+    weight loaded once for the group; 9 candidates: 4, 4 and 1), or one share per core
+    where there are fewer groups than that (2 candidates on two cores: 1 and 1)."""
+    groups = [(g, min(g + kernels.GROUP, batch)) for g in range(0, batch, kernels.GROUP)]
+    return groups if len(groups) >= min(batch, cores()) else _share_bounds(batch)
+
+
 def _rows_in_shares(stepper: GatedStepper, rows, stream) -> Iterator[PixelSample]:
-    """Rows once every candidate has its own state, one job each (RowInShares), a share of
-    the candidates per core. The calling thread computes its share of a row, then streams
-    the row; each other share goes through the rows on a helper thread (_SharesAhead), up
-    to two rows ahead of the stream. So the stream, all Python, costs no core's compute:
-    9 candidates on two cores are 4 and 5, and the calling thread's share and the stream
-    take about as long as the helper's share. Stopping the stream wastes the rest of the
-    row and at most two rows of the helpers' shares."""
-    mine, *others = _share_bounds(stepper.batch)
+    """Rows once every candidate has its own state: each row a job (RowInShares) run chunk
+    by chunk (_chunks), the chunks of a row on the calling thread and the helper threads at
+    once (_RowsAhead). The calling thread also streams each row once all its chunks are
+    done, while the helpers go on with the next: the stream, all Python, costs no core's
+    compute, and whichever thread is free takes the next chunk, so a core that runs slower
+    for a while (this machine's do) gets less of the work."""
     jobs = [stepper.start_row(row, columns[-1]) for row, columns, _ in rows]
-    ahead = [_SharesAhead(jobs, share) for share in others]
-    try:
-        for index, ((row, _, order), job) in enumerate(zip(rows, jobs, strict=True)):
-            job(*mine)
-            for helper in ahead:
-                helper.wait_for(index)
+    chunks = _chunks(stepper.batch)
+    if len(chunks) == 1 or cores() == 1:  # all on this thread, without handing rows over
+        for (row, _, order), job in zip(rows, jobs, strict=True):
+            for chunk in chunks:
+                job(*chunk)
             yield from stream(row, order, job.values, job.probs)[0]
-            for helper in ahead:
-                helper.allow(index + 1 + _SharesAhead.LEAD)
+        return
+    ahead = _RowsAhead(jobs, chunks)
+    try:
+        for index, (row, _, order) in enumerate(rows):
+            ahead.finish_row(index)
+            yield from stream(row, order, jobs[index].values, jobs[index].probs)[0]
+            ahead.streamed(index + 1)
     finally:  # the arrays must not change under a helper still at work
-        for helper in ahead:
-            helper.stop()
+        ahead.stop()
 
 
-class _SharesAhead:
-    """One share of the candidates taken through a completion's rows on a helper thread,
-    ahead of the calling thread but never by more than LEAD rows past the row it streams.
-    The helper's task never waits for the calling thread: at the limit it ends, and `allow`
-    starts another (helper threads are shared by every completion running)."""
+class _RowsAhead:
+    """Chunks of the candidates taken through a completion's rows by the calling thread and
+    helper threads. A chunk's rows are computed in order, one thread at a time; no thread
+    starts a row more than LEAD rows past the rows streamed (stopping the stream wastes at
+    most that much). A helper's task never waits: with nothing to take it ends, and the
+    calling thread starts another when there is (the helper threads serve every completion
+    running)."""
 
     LEAD = 2
 
-    def __init__(self, jobs: list[RowInShares], share: tuple[int, int]):
-        self.jobs, self.share = jobs, share
+    def __init__(self, jobs: list[RowInShares], chunks: list[tuple[int, int]]):
+        self.jobs, self.chunks = jobs, chunks
         self.changed = threading.Condition()
-        self.done = 0  # rows finished
-        self.allowed = 0  # rows it may start
-        self.running = None  # the helper task, while one is at work
+        self.next_row = [0] * len(chunks)  # per chunk, the next row (index into jobs) to do
+        self.busy = [False] * len(chunks)
+        self.rows_streamed = 0
+        self.helpers = cores() - 1
+        self.running = 0  # helper tasks started and not yet ended
         self.error = None
         self.stopped = False
-        self.allow(self.LEAD)
-
-    def allow(self, rows: int) -> None:
         with self.changed:
-            self.allowed = min(rows, len(self.jobs))
-            if self.running is None and self.done < self.allowed:
-                self.running = _helper_threads().submit(self._run)
+            self._start_helpers()
 
-    def _run(self) -> None:
-        while True:
+    def _available(self) -> list[int]:
+        """The chunks whose next row may start now (lowest row first)."""
+        limit = min(self.rows_streamed + self.LEAD, len(self.jobs))
+        free = [c for c, row in enumerate(self.next_row) if not self.busy[c] and row < limit]
+        return sorted(free, key=self.next_row.__getitem__)
+
+    def _start_helpers(self) -> None:  # with self.changed held
+        wanted = min(self.helpers, len(self._available()))
+        while self.running < wanted and not self.stopped:
+            self.running += 1
+            _helper_threads().submit(self._help)
+
+    def _take(self) -> int | None:  # with self.changed held
+        available = self._available()
+        if not available:
+            return None
+        self.busy[available[0]] = True
+        return available[0]
+
+    def _run(self, chunk: int) -> None:
+        """Chunk `chunk`'s next row (taken with _take); counted done afterwards."""
+        try:
+            self.jobs[self.next_row[chunk]](*self.chunks[chunk])
+        except BaseException as error:
             with self.changed:
-                if self.stopped or self.error or self.done >= self.allowed:
-                    self.running = None
-                    self.changed.notify_all()
-                    return
-                job = self.jobs[self.done]
-            try:
-                job(*self.share)
-            except BaseException as error:  # handed to the calling thread
+                self.busy[chunk] = False
+                self.error = self.error or error
+                self.changed.notify_all()
+            raise
+        with self.changed:
+            self.next_row[chunk] += 1
+            self.busy[chunk] = False
+            self.changed.notify_all()
+
+    def _help(self) -> None:
+        try:
+            while True:
                 with self.changed:
-                    self.error = error
-                continue
+                    chunk = None if self.stopped or self.error else self._take()
+                    if chunk is None:
+                        return
+                try:
+                    self._run(chunk)
+                except BaseException:  # handed to the calling thread (self.error)
+                    return
+        finally:
             with self.changed:
-                self.done += 1
+                self.running -= 1
                 self.changed.notify_all()
 
-    def wait_for(self, index: int) -> None:
-        """Until row `index` (of the jobs) is finished; re-raises the helper's error."""
+    def finish_row(self, index: int) -> None:
+        """Until every chunk has done row `index`, taking chunks on this thread meanwhile;
+        re-raises a helper's error."""
+        while True:
+            with self.changed:
+                if self.error is not None:
+                    raise self.error
+                if min(self.next_row) > index:
+                    return
+                chunk = self._take()
+                if chunk is None:  # the rest of the row is at work on the helpers
+                    self.changed.wait()
+                    continue
+            self._run(chunk)
+            with self.changed:
+                self._start_helpers()
+
+    def streamed(self, rows: int) -> None:
         with self.changed:
-            self.changed.wait_for(lambda: self.done > index or self.error is not None)
-            if self.done <= index:
-                raise self.error
+            self.rows_streamed = rows
+            self._start_helpers()
 
     def stop(self) -> None:
-        """No more rows; returns once the helper's task has ended."""
+        """No more rows; returns once every helper task has ended."""
         with self.changed:
             self.stopped = True
-            self.changed.wait_for(lambda: self.running is None)
+            self.changed.wait_for(lambda: self.running == 0)
 
 
 def _gated_steps_in_order(stepper: GatedStepper, task: SamplingTask) -> Iterator[PixelSample]:
