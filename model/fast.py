@@ -376,13 +376,13 @@ class GatedStepper:
         values = self.task.images[first:end, :, rows].transpose(0, 2, 3, 1) / self.top_level
         return self.arrays.from_numpy(values)
 
-    def _vertical(self, r0: int, r1: int, share: tuple[int, int] | None = None,
+    def _vertical(self, r0: int, r1: int, chunk: tuple[int, int] | None = None,
                   last_sampled: int | None = None) -> None:
         """Vertical stack for finished rows r0..r1-1, and the link they give the row below:
-        for every candidate state, or (compiled) for one share of them (first, end), with
-        row `last_sampled` read from the horizontal stack's input (see RowInShares)."""
+        for every candidate state, or (compiled) for one chunk of them (first, end), with
+        row `last_sampled` read from the horizontal stack's input (see RowJob)."""
         W, p0 = self.shape[3], self.layers[0]
-        first, end = share or (0, self.batch)
+        first, end = chunk or (0, self.batch)
         top, left = p0["kh"] - 1, p0["k"] // 2
         rows = self.vin[0][first:end, top + r0:top + r1, left:left + W]
         sampled = last_sampled if last_sampled is not None and r0 <= last_sampled < r1 else r1
@@ -391,7 +391,7 @@ class GatedStepper:
                 rows[:, a - r0:b - r0] = self._pixels(slice(a, b), first, end)
         if sampled < r1:
             rows[:, sampled - r0] = self.hin[0][first:end, p0["kw"] - 1:]
-        if share is not None:
+        if chunk is not None:
             kernels.vertical_share(first, end, r0, r1, *self.vertical_args)
             return
         if self.compiled is not None:  # every layer, one share of the candidates per core
@@ -429,10 +429,10 @@ class GatedStepper:
         self.hin[0][:, p0["kw"] - 1:] = self._pixels(slice(row, row + 1))[:, 0]
         self.hin_row = row
 
-    def start_row(self, row: int, last_col: int) -> RowInShares:
+    def start_row(self, row: int, last_col: int) -> RowJob:
         """The compiled path once every candidate has its own state: row `row` (sampled
-        through last_col) as a job to run share by share, the shares at once."""
-        job = RowInShares(self, row, last_col, self.vertical_done, self.hin_row)
+        through last_col) as a job to run chunk by chunk, several at once (RowJob)."""
+        job = RowJob(self, row, last_col, self.vertical_done, self.hin_row)
         self.vertical_done = max(self.vertical_done, row)
         self.hin_row = row
         return job
@@ -517,10 +517,10 @@ class GatedStepper:
         return out[:, 0] if out.shape[1] == 1 else out
 
 
-class RowInShares:
+class RowJob:
     """One row's work on the compiled path once every candidate has its own state, run a
-    share of the candidates per call (`job(first, end)`), the shares on different threads
-    at once: the vertical stack of the rows finished since the last row, the row's known
+    chunk of the candidates per call (`job(first, end)`), chunks on different threads at
+    once: the vertical stack of the rows finished since the last row, the row's known
     pixels, then its values drawn into `values` and `probs`.
 
     The row sampled last is read from the horizontal stack's input, where the kernel wrote
@@ -625,7 +625,7 @@ _second = itemgetter(1)
 def _gated_rows_in_order(stepper: GatedStepper, task: SamplingTask) -> Iterator[PixelSample]:
     """The compiled path: a row's values are drawn by kernel calls, then streamed. While
     the candidates share one state a row may take several calls (one more each time they
-    split); after that each row is one job, run in shares (_rows_in_shares).
+    split); after that each row is one job, run in chunks (_rows_by_chunks).
 
     Stopping the stream between two values leaves the rest of that row's work (and the
     helper threads' share of the next row) done for nothing, but nothing of it is seen:
@@ -660,7 +660,7 @@ def _gated_rows_in_order(stepper: GatedStepper, task: SamplingTask) -> Iterator[
             for row, columns in _unknown_columns(task).items()]
     for index, (row, columns, order) in enumerate(rows):
         if not stepper.shared:
-            yield from _rows_in_shares(stepper, rows[index:], stream)
+            yield from _rows_by_chunks(stepper, rows[index:], stream)
             return
         stepper.begin_row(row)
         done = 0
@@ -686,8 +686,8 @@ def _chunks(batch: int) -> list[tuple[int, int]]:
     return groups if len(groups) >= min(batch, cores()) else _share_bounds(batch)
 
 
-def _rows_in_shares(stepper: GatedStepper, rows, stream) -> Iterator[PixelSample]:
-    """Rows once every candidate has its own state: each row a job (RowInShares) run chunk
+def _rows_by_chunks(stepper: GatedStepper, rows, stream) -> Iterator[PixelSample]:
+    """Rows once every candidate has its own state: each row a job (RowJob) run chunk
     by chunk (_chunks), the chunks of a row on the calling thread and the helper threads at
     once (_RowsAhead). The calling thread also streams each row once all its chunks are
     done, while the helpers go on with the next: the stream, all Python, costs no core's
@@ -721,7 +721,7 @@ class _RowsAhead:
 
     LEAD = 2
 
-    def __init__(self, jobs: list[RowInShares], chunks: list[tuple[int, int]]):
+    def __init__(self, jobs: list[RowJob], chunks: list[tuple[int, int]]):
         self.jobs, self.chunks = jobs, chunks
         self.changed = threading.Condition()
         self.next_row = [0] * len(chunks)  # per chunk, the next row (index into jobs) to do

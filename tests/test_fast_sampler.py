@@ -129,8 +129,8 @@ def test_a_fully_known_prefix_costs_one_batched_pass_not_one_per_pixel(monkeypat
     calls = []
     original = GatedStepper._vertical
     monkeypatch.setattr(GatedStepper, "_vertical",
-                        lambda self, r0, r1, *share: calls.append((r0, r1))
-                        or original(self, r0, r1, *share))
+                        lambda self, r0, r1, *chunk: calls.append((r0, r1))
+                        or original(self, r0, r1, *chunk))
     completion = complete(model, image, known)
     next(completion)
     assert calls == [(0, 5)]  # the five known rows, together
@@ -141,7 +141,7 @@ def column_batches(monkeypatch) -> list[int]:
     (The NumPy and torch backends compute a column per value; the compiled one samples a
     row's values per call, fewer when the candidates split on the way, and once each has
     its own state a row per job.)"""
-    from model.fast import GatedStepper, RowInShares
+    from model.fast import GatedStepper, RowJob
 
     batches = []
     original = GatedStepper.column_logits
@@ -156,7 +156,7 @@ def column_batches(monkeypatch) -> list[int]:
         return values, probs, drawn
 
     monkeypatch.setattr(GatedStepper, "sample_run", sample_run)
-    original_job = RowInShares.__call__
+    original_job = RowJob.__call__
 
     def row_job(self, first, end):  # a whole row, once every candidate has its own state
         if first == 0:  # (its first share)
@@ -164,7 +164,7 @@ def column_batches(monkeypatch) -> list[int]:
             batches.extend([self.stepper.batch] * unknown * self.stepper.shape[1])
         return original_job(self, first, end)
 
-    monkeypatch.setattr(RowInShares, "__call__", row_job)
+    monkeypatch.setattr(RowJob, "__call__", row_job)
     return batches
 
 
@@ -209,11 +209,11 @@ def test_stopping_the_fast_stream_stops_the_work(monkeypatch, backend):
 
 def shares_computed(monkeypatch) -> list[tuple[int, str]]:
     """(row, thread name) for each share of a whole-row job the compiled path ran."""
-    from model.fast import RowInShares
+    from model.fast import RowJob
 
     runs = []
-    original = RowInShares.__call__
-    monkeypatch.setattr(RowInShares, "__call__", lambda self, first, end: runs.append(
+    original = RowJob.__call__
+    monkeypatch.setattr(RowJob, "__call__", lambda self, first, end: runs.append(
         (self.row, threading.current_thread().name)) or original(self, first, end))
     return runs
 
@@ -243,13 +243,13 @@ def test_the_threads_work_at_most_one_row_past_the_row_streamed(monkeypatch):
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="Numba is not installed")
 def test_a_failure_in_a_helper_threads_share_reaches_the_caller(monkeypatch):
     from model import fast
-    from model.fast import RowInShares
+    from model.fast import RowJob
 
     monkeypatch.setattr(fast, "cores", lambda: 2)
     model, image = problem(height=6, width=7)
     known = known_mask("nothing-known", 6, 7)
     expected = complete(model, image, known, candidates=4, seed=3).run()
-    original = RowInShares.__call__
+    original = RowJob.__call__
 
     def fail_on_a_helper(self, first, end):
         if threading.current_thread() is threading.main_thread():
@@ -257,7 +257,7 @@ def test_a_failure_in_a_helper_threads_share_reaches_the_caller(monkeypatch):
             return original(self, first, end)
         raise MemoryError("helper share")
 
-    monkeypatch.setattr(RowInShares, "__call__", fail_on_a_helper)
+    monkeypatch.setattr(RowJob, "__call__", fail_on_a_helper)
     completion = complete(model, image, known, candidates=4, seed=3)
     streamed = []
     with pytest.raises(MemoryError, match="helper share"):
@@ -269,7 +269,7 @@ def test_a_failure_in_a_helper_threads_share_reaches_the_caller(monkeypatch):
         images[s.candidate, s.channel, s.row, s.col] = s.value
     assert np.array_equal(completion.images, images)
     # The helper threads carry on with the next completion.
-    monkeypatch.setattr(RowInShares, "__call__", original)
+    monkeypatch.setattr(RowJob, "__call__", original)
     assert np.array_equal(complete(model, image, known, candidates=4, seed=3).run(), expected)
 
 
