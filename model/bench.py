@@ -10,6 +10,10 @@ same seed, and the largest difference between their per-pixel probabilities when
 the same images. With several candidates the fast sampler's N-candidate runs alternate with
 one-candidate runs (seeds 0, 1, ...), and it also prints how many times one candidate's time
 the N take (`times_one`).
+
+`--core-scaling` instead measures how many times one core's work this machine's cores do at
+once (the compiled kernels on one thread, then on every core): N candidates dealt out over
+the cores can never beat that, and on a shared host it changes from minute to minute.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import argparse
 import json
 import statistics
 import sys
+import threading
 import time
 
 import numpy as np
@@ -26,6 +31,7 @@ import torch
 from .distributions import probabilities
 from .evaluate import positive_int
 from .fast import warm_up
+from .gated import GatedPixelCNN
 from .io import build_model, load_model
 from .registry import DEFAULT_MODEL, SHIPPED_CONFIG, bundled_models, resolve_model
 from .sampling import complete, pick_device
@@ -114,6 +120,49 @@ def time_hole_aware(model, candidates: int, device, repeats: int) -> dict:
             "scoring_seconds": round(statistics.median(scoring), 4)}
 
 
+def time_core_scaling(model, repeats: int, rounds: int = 3) -> dict:
+    """How much of a speed-up this machine's cores give the compiled kernels: the vertical
+    stack of every row of four candidates, `repeats` times, on one thread, then as much on
+    each of `cores()` threads at once (each its own candidates; the kernels release the GIL,
+    so nothing else is shared); the scaling is how many times one thread's work the threads
+    did in the same time (2.0 for two full cores). Several candidates, dealt out over the
+    cores, cannot go faster than the cores scale. Alternating rounds, the median."""
+    from . import kernels
+    from .fast import GatedStepper, cores, prepared_weights
+    from .sampling import SamplingTask
+
+    if not kernels.AVAILABLE:
+        raise SystemExit("The core-scaling measurement runs the compiled kernels: install Numba.")
+    cfg = model.config
+    image = np.zeros((cfg.channels, cfg.height, cfg.width), np.uint8)
+    weights = prepared_weights(model, "compiled", torch.device("cpu"))
+
+    def vertical_stacks():
+        task = SamplingTask(model, image, np.zeros((cfg.height, cfg.width), bool), candidates=4)
+        stepper = GatedStepper(weights, task, share=False)
+        for _ in range(repeats):
+            kernels.vertical_share(0, 4, 0, cfg.height, *stepper.vertical_args)
+
+    threads = cores()
+    one, together, scaling = [], [], []
+    vertical_stacks()  # compiled (or loaded) before timing
+    for _ in range(rounds):
+        start = time.perf_counter()
+        vertical_stacks()
+        one.append(time.perf_counter() - start)
+        workers = [threading.Thread(target=vertical_stacks) for _ in range(threads)]
+        start = time.perf_counter()
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        together.append(time.perf_counter() - start)
+        scaling.append(threads * one[-1] / together[-1])
+    return {"cores": threads, "one_thread_seconds": round(statistics.median(one), 4),
+            "all_threads_seconds": round(statistics.median(together), 4),
+            "scaling": round(statistics.median(scaling), 2)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -127,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hole-aware", type=positive_int, metavar="N",
                         help="instead, time hole-aware completion of a central hole with N "
                              "candidates (sampling and the scoring pass; median of --repeats)")
+    parser.add_argument("--core-scaling", action="store_true",
+                        help="instead, measure how many times one core's work the cores do "
+                             "at once (the compiled vertical stack, --repeats per thread)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
 
@@ -139,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
                   **time_hole_aware(model, args.hole_aware, device, args.repeats)}
         return show(result, args.json)
     known = np.zeros((cfg.height, cfg.width), bool)
+    if args.core_scaling:
+        if not isinstance(model, GatedPixelCNN) or device.type != "cpu":
+            raise SystemExit("--core-scaling times the gated model's CPU kernels.")
+        return show({"model": label, **time_core_scaling(model, args.repeats)}, args.json)
     # Untimed: compile the CPU kernels (cached on disk afterwards), start the helper threads
     # and the device up; otherwise the first timed run would pay for it.
     warm_up(model, device)

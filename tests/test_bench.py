@@ -1,11 +1,12 @@
 """The benchmark command: one JSON object with the promised keys, on a tiny model."""
 
 import json
+import threading
 
 import pytest
 
 from conftest import tiny_model
-from model import bench, save_model
+from model import bench, kernels, save_model
 
 
 def run_json(capsys, *argv) -> dict:
@@ -62,3 +63,27 @@ def test_a_count_below_one_is_refused_with_a_message(option, capsys):
         bench.main([option, "0"])
     assert exit_info.value.code == 2
     assert f"argument {option}: 0 is not a positive number." in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="Numba is not installed")
+def test_core_scaling_compares_the_cores_at_once_with_one(tmp_path, capsys, monkeypatch):
+    from model import fast
+
+    monkeypatch.setattr(fast, "cores", lambda: 3)
+    threads = set()
+    kernel = kernels.vertical_share
+    monkeypatch.setattr(kernels, "vertical_share", lambda *args: threads.add(
+        threading.current_thread().name) or kernel(*args))
+    weights, _ = save_model(tiny_model(), tmp_path / "tiny")
+    result = run_json(capsys, "--model", weights, "--core-scaling", "--repeats", 2)
+    # Three rounds of: this thread alone, then three threads at once.
+    assert result["cores"] == 3 and threading.current_thread().name in threads
+    assert len(threads) == 1 + 3 * 3
+    assert ratio_of_rounded_times(result["scaling"] / 3, result["one_thread_seconds"],
+                                  result["all_threads_seconds"], 0.05), result
+
+
+def test_core_scaling_is_for_the_gated_models_kernels(tmp_path, capsys):
+    weights, _ = save_model(tiny_model(architecture="pixelcnn"), tmp_path / "tiny")
+    with pytest.raises(SystemExit, match="gated model's CPU kernels"):
+        bench.main(["--model", str(weights), "--core-scaling"])
