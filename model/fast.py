@@ -627,8 +627,8 @@ def _gated_rows_in_order(stepper: GatedStepper, task: SamplingTask) -> Iterator[
     the candidates share one state a row may take several calls (one more each time they
     split); after that each row is one job, run in chunks (_rows_by_chunks).
 
-    Stopping the stream between two values leaves the rest of that row's work (and the
-    helper threads' share of the next row) done for nothing, but nothing of it is seen:
+    Stopping the stream between two values leaves the rest of that row's work (and at
+    most the next row's) done for nothing, but nothing of it is seen:
     `task.images` gets each candidate's value as its sample is handed out. A run's samples
     are made and handed out by iterators built per run, with no line of Python per value or
     sample (9 candidates of a 28x28 image: 7,056 samples)."""
@@ -713,11 +713,11 @@ def _rows_by_chunks(stepper: GatedStepper, rows, stream) -> Iterator[PixelSample
 
 class _RowsAhead:
     """Chunks of the candidates taken through a completion's rows by the calling thread and
-    helper threads. A chunk's rows are computed in order, one thread at a time; no thread
-    starts a row more than LEAD rows past the rows streamed (stopping the stream wastes at
-    most that much). A helper's task never waits: with nothing to take it ends, and the
-    calling thread starts another when there is (the helper threads serve every completion
-    running)."""
+    helper threads. A chunk's rows are computed in order, one thread at a time; no row
+    starts before the one LEAD rows above it has been streamed, so nothing runs more than
+    one row past the row streaming (stopping the stream wastes at most that). A helper's
+    task never waits: with nothing to take it ends, and the calling thread starts another
+    when there is (the helper threads serve every completion running)."""
 
     LEAD = 2
 
