@@ -298,7 +298,6 @@ class GatedStepper:
         self.head2 = weights.head2
         # The compiled kernels' rational tanh is within 3e-7 of tanh: for float32 only.
         self.fast_tanh = self.arrays.dtype == np.float32
-        self.compiled_head = None if weights.compiled is None else weights.compiled["head"]
         self.known = np.ascontiguousarray(task.known)
         self.vertical_done = 0  # rows whose vertical stack is computed
         self.hin_row = None  # the row whose pixels the horizontal stack's input holds
@@ -348,9 +347,12 @@ class GatedStepper:
             self.vertical_args = (self.vin_all, c["khs"], c["ks"], c["cins"], c["v_weights_t"],
                                   self.v_biases, c["links_t"], self.h_biases, self.link_all,
                                   self.fast_tanh)
+            task = self.task  # what kernels.sample_share takes after the row's known pixels
             self.compiled = (self.hin_all, c["cins"], c["kws"], c["h_weights_t"], self.link_all,
                              c["res_weights_t"], c["res_biases"],
-                             self.gated.reshape(batch, -1), self.fast_tanh)
+                             self.gated.reshape(batch, -1), self.fast_tanh, *c["head"],
+                             task.config.distribution == "bernoulli", task.temperature,
+                             self.top_level, task.uniforms)
 
     @property
     def shared(self) -> bool:
@@ -391,11 +393,8 @@ class GatedStepper:
                 rows[:, a - r0:b - r0] = self._pixels(slice(a, b), first, end)
         if sampled < r1:
             rows[:, sampled - r0] = self.hin[0][first:end, p0["kw"] - 1:]
-        if chunk is not None:
+        if self.compiled is not None:  # every layer (a chunk, or the shared start's state)
             kernels.vertical_share(first, end, r0, r1, *self.vertical_args)
-            return
-        if self.compiled is not None:  # every layer, one share of the candidates per core
-            _in_shares(kernels.vertical_share, self.batch, r0, r1, *self.vertical_args)
             return
         xp, w, B, n = self.arrays, self.width, self.batch, r1 - r0
         for depth, p in enumerate(self.layers):
@@ -491,16 +490,16 @@ class GatedStepper:
         one reads it. Returns (values (B, W, C), probs (B, W, C, K), how many pixel-channels
         were drawn): fewer than asked when candidates sharing one state drew a value
         differently (the last one drawn; `write` it to give each its own state)."""
-        B, C, _, W = self.shape
-        task = self.task
-        bernoulli = task.config.distribution == "bernoulli"
-        values = np.empty((B, W, C), np.int64)
-        probs = np.empty((B, W, C, task.config.levels))  # a bernoulli model has 2 levels
+        values, probs = self.row_outputs()
         drawn = _in_shares(kernels.sample_share, self.batch, self.shared, row, col, channel,
-                           last_col, self.known[row], *self.compiled, *self.compiled_head,
-                           bernoulli, task.temperature, self.top_level, task.uniforms, values,
-                           probs)
+                           last_col, self.known[row], *self.compiled, values, probs)
         return values, probs, drawn
+
+    def row_outputs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Where the compiled kernels put a row's draws: values (B, W, C) and their
+        distributions (B, W, C, K) (a bernoulli model has 2 levels)."""
+        B, C, _, W = self.shape
+        return np.empty((B, W, C), np.int64), np.empty((B, W, C, self.task.config.levels))
 
     def logits(self, channel: int) -> np.ndarray:
         """The current position's logits for one channel: (B,) bernoulli or (B, K)."""
@@ -531,13 +530,11 @@ class RowJob:
                  last_sampled: int | None):
         self.stepper, self.row, self.last_col = stepper, row, last_col
         self.vertical_done, self.last_sampled = vertical_done, last_sampled
-        B, C, _, W = stepper.shape
-        self.values = np.empty((B, W, C), np.int64)
-        self.probs = np.empty((B, W, C, stepper.task.config.levels))
+        self.values, self.probs = stepper.row_outputs()
 
     def __call__(self, first: int, end: int) -> None:
         stepper, row, r0 = self.stepper, self.row, self.vertical_done
-        task, p0 = stepper.task, stepper.layers[0]
+        p0 = stepper.layers[0]
         if row > r0:
             stepper._vertical(r0, row, (first, end), self.last_sampled)
         elif row == 0:  # nothing above the first row: its link is the bias alone
@@ -546,9 +543,7 @@ class RowJob:
         stepper.hin[0][first:end, p0["kw"] - 1:] = stepper._pixels(slice(row, row + 1), first,
                                                                    end)[:, 0]
         kernels.sample_share(first, end, False, row, 0, 0, self.last_col, stepper.known[row],
-                             *stepper.compiled, *stepper.compiled_head,
-                             task.config.distribution == "bernoulli", task.temperature,
-                             stepper.top_level, task.uniforms, self.values, self.probs)
+                             *stepper.compiled, self.values, self.probs)
 
 
 def cores() -> int:
