@@ -634,6 +634,10 @@ def notes_from_previous_card(destination: Path, card: dict) -> list[str]:
         return []  # no previous card, or none worth keeping
     kept = [key for key in previous if key not in card and key != "config"]
     card.update({key: previous[key] for key in kept})
+    if "training_commands" in kept:
+        # The checkpoint kept no commands (made before checkpoints did): the previous
+        # card's list is the run so far, and this command comes after it.
+        card["training_commands"] = [*previous["training_commands"], card["command"]]
     return kept
 
 

@@ -125,6 +125,24 @@ def test_resume_keeps_what_a_person_wrote_on_the_card(trained, mnist_dir, tmp_pa
     assert card["test_nll_nats"] > 0 and card["steps"] == 8
 
 
+def test_resume_from_a_checkpoint_without_commands_lists_this_one_after_the_cards(
+        trained, mnist_dir, tmp_path):
+    # Checkpoints made before they kept the run's commands: the card holds the history.
+    checkpoint = torch.load(trained / "tiny-checkpoints" / "last.pt", weights_only=True)
+    del checkpoint["commands"]
+    (tmp_path / "tiny-checkpoints").mkdir()
+    torch.save(checkpoint, tmp_path / "tiny-checkpoints" / "last.pt")
+    previous = read_card(trained / "tiny")
+    history = [previous["command"], previous["command"] + " --resume"]
+    save_model(load_model(trained / "tiny"), tmp_path / "tiny",
+               **{k: v for k, v in previous.items() if k != "config"},
+               training_commands=history)
+    assert train.main(train_args(mnist_dir, tmp_path, "tiny", "--epochs", "2", "--resume")) == 0
+    card = read_card(tmp_path / "tiny")
+    assert card["training_commands"] == [*history, card["command"]]
+    assert card["command"].endswith("--resume")
+
+
 def test_resume_from_mid_epoch_matches_an_uninterrupted_run(mnist_dir, tmp_path):
     common = ["--epochs", "2", "--schedule", "constant"]
     assert train.main(train_args(mnist_dir, tmp_path, "straight", *common)) == 0
