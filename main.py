@@ -14,7 +14,8 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="pixelcnn-studio", description=__doc__)
     parser.add_argument("--model", help="a bundled model's name or a .safetensors path")
     parser.add_argument("--demo", action="store_true",
-                        help="load a sample digit, erase its bottom half and complete it")
+                        help="load a sample digit (a smiley for a colour model), erase its "
+                             "bottom half and complete it")
     parser.add_argument("--screenshot", metavar="PATH",
                         help="save a PNG of the window when the completion ends")
     parser.add_argument("--quit-after", type=float, metavar="SECONDS",
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     from gui.main_window import MainWindow, start_demo, wait_for_warm_ups
-    from model.registry import APP_ICON, SAMPLE_DIGIT
+    from model.registry import APP_ICON
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("PixelCNN Studio")
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             window.grab().save(args.screenshot)
         window.completion_finished_callbacks.append(save_screenshot)
     if args.demo:
-        start_demo(window, SAMPLE_DIGIT)
+        start_demo(window)
     if args.quit_after is not None:
         # The window is left as drawn: closing must not wait on a "discard changes?" question.
         QTimer.singleShot(int(args.quit_after * 1000), lambda: (window.undo_stack.setClean(),

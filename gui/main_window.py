@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 # Only torch-free parts of the model package at import time: the window is shown first and
 # PyTorch is loaded with the model's weights (in the background when the app starts).
 from model.card import ModelFileError, read_card
-from model.registry import DEFAULT_MODEL, bundled_models, resolve_model
+from model.registry import DEFAULT_MODEL, bundled_models, resolve_model, sample_picture
 
 from .canvas import PixelCanvas
 from .document import Drawing, DrawingEdit
@@ -751,9 +751,11 @@ class MainWindow(QMainWindow):
         event.accept()
 
 
-def start_demo(window: MainWindow, sample: Path, pixels_per_second: float = 150) -> None:
-    """Load a sample digit, erase its bottom half and complete it in slow motion."""
-    window.open_image(sample)
+def start_demo(window: MainWindow, sample: Path | None = None,
+               pixels_per_second: float = 150) -> None:
+    """Load a sample picture (by default the model's: a digit, or a smiley for a colour
+    model), erase its bottom half and complete it in slow motion."""
+    window.open_image(sample or sample_picture(window.canvas.drawing.channels))
     drawing = window.canvas.drawing
     before = drawing.snapshot()
     drawing.known[drawing.known.shape[0] // 2:] = False

@@ -1,12 +1,12 @@
 """`main.py --self-test`: does this installation (source tree or frozen bundle) work?
 
-It loads every bundled model and completes the bottom half of a sample digit with each
-(fast sampler, fixed seed, two candidates), checking that no known pixel changed and that
-every unknown one was sampled to a valid level; says whether the compiled kernels came from
-Numba's on-disk cache or were compiled at this start; then it shows the main window, puts a
-completion on the canvas and grabs it. Each check prints one line. The last line is
-`self-test OK` (exit 0), or the failures are printed to stderr, each naming what failed
-(exit 1).
+It loads every bundled model and completes the bottom half of its sample picture (a digit,
+or a smiley for a colour model) with each (fast sampler, fixed seed, two candidates),
+checking that no known pixel changed and that every unknown one was sampled to a valid
+level; says whether the compiled kernels came from Numba's on-disk cache or were compiled at
+this start; then it shows the main window, puts a completion on the canvas and grabs it.
+Each check prints one line. The last line is `self-test OK` (exit 0), or the failures are
+printed to stderr, each naming what failed (exit 1).
 
 Nothing here writes the user's settings: the window is hidden again, never closed.
 """
@@ -22,7 +22,7 @@ from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QApplication
 
 from model import complete, kernels, load_model
-from model.registry import MODELS_DIR, SAMPLE_DIGIT, bundled_models
+from model.registry import MODELS_DIR, bundled_models, sample_picture
 
 from .image_io import load_image
 from .main_window import MainWindow
@@ -35,9 +35,10 @@ class SelfTestError(RuntimeError):
     """A check that ran but found something wrong; the message says what."""
 
 
-def check_model(path: Path, sample: Path = SAMPLE_DIGIT) -> tuple[str, np.ndarray]:
-    """Complete the bottom half of `sample` with the model at `path` on the CPU, as two
-    candidates (which deals the candidates out over the cores).
+def check_model(path: Path, sample: Path | None = None) -> tuple[str, np.ndarray]:
+    """Complete the bottom half of `sample` (by default the model's sample picture) with
+    the model at `path` on the CPU, as two candidates (which deals the candidates out over
+    the cores).
 
     Returns a one-line summary and the first candidate's (C, H, W) image. Raises
     SelfTestError, or whatever loading raised (ModelFileError names the file and the
@@ -45,7 +46,8 @@ def check_model(path: Path, sample: Path = SAMPLE_DIGIT) -> tuple[str, np.ndarra
     """
     model = load_model(path)
     c = model.config
-    image = load_image(sample, c.height, c.width, c.channels, c.levels)
+    image = load_image(sample or sample_picture(c.channels), c.height, c.width, c.channels,
+                       c.levels)
     known = np.ones((c.height, c.width), bool)
     known[c.height // 2:] = False
     start = time.perf_counter()
@@ -97,7 +99,7 @@ def check_window(model_path: Path, completed: np.ndarray) -> str:
         if colours < 3:
             raise SelfTestError(f"the window grab is blank ({colours} colours).")
         if window.canvas.grab().toImage() == blank_canvas:
-            raise SelfTestError("the canvas looks the same with and without a digit on it.")
+            raise SelfTestError("the canvas looks the same with and without a picture on it.")
         return (f"{grab.width()}x{grab.height()} grab with {colours} colours "
                 f"({app.platformName()} platform)")
     finally:
@@ -106,7 +108,7 @@ def check_window(model_path: Path, completed: np.ndarray) -> str:
         window.deleteLater()
 
 
-def run_self_test(models_dir: str | Path | None = None, sample: Path = SAMPLE_DIGIT) -> int:
+def run_self_test(models_dir: str | Path | None = None, sample: Path | None = None) -> int:
     """Run every check, print one line each; 0 if all passed, else 1."""
     app = QApplication.instance() or QApplication(sys.argv[:1])
     models_dir = Path(models_dir or MODELS_DIR)

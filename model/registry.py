@@ -14,6 +14,8 @@ ROOT = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parent.parent))
 RESOURCES_DIR = ROOT / "resources"
 MODELS_DIR = RESOURCES_DIR / "models"
 SAMPLE_DIGIT = RESOURCES_DIR / "samples" / "digit-3.png"
+# The colour models' sample picture (resources/samples/make_smiley.py draws it).
+SAMPLE_COLOUR = RESOURCES_DIR / "samples" / "smiley.png"
 APP_ICON = RESOURCES_DIR / "icons" / "pixelcnn-studio.png"
 
 DEFAULT_MODEL = "digits-ink"
@@ -36,3 +38,9 @@ def resolve_model(name_or_path: str | Path) -> Path:
     if isinstance(name_or_path, str) and name_or_path in bundled_models():
         return MODELS_DIR / f"{name_or_path}.safetensors"
     return Path(name_or_path)
+
+
+def sample_picture(channels: int) -> Path:
+    """The bundled picture that the demo and the self-test complete: a digit for a grey or
+    black-and-white model, a smiley for a colour one."""
+    return SAMPLE_COLOUR if channels == 3 else SAMPLE_DIGIT

@@ -16,10 +16,12 @@ from test_causality import input_gradients, visible_region, without_head_relus
 import gui.main_window as main_window_module
 import gui.palette as palette_module
 from conftest import tiny_model
-from gui.main_window import MainWindow
+from gui.main_window import MainWindow, start_demo
 from gui.palette import PALETTE, colour_levels
 from model import build_model, emoji, evaluate, load_model, read_card, save_model, showcase, train
 from model.data import DatasetError
+from model.images import load_image
+from model.registry import SAMPLE_COLOUR, SAMPLE_DIGIT, sample_picture
 
 SMILE, HEART, APPLE = 0x1F600, 0x2764, 0x1F34E
 # A quarter of the font's glyphs: renders in a fraction of a second, still splits three ways.
@@ -294,6 +296,29 @@ def test_opening_a_picture_with_a_colour_model_reads_it_in_colour(colour_window,
     assert colour_window.open_image(tmp_path / "two.png")
     values = colour_window.canvas.drawing.values
     assert values[:, 0, 0].tolist() == [7, 1, 1] and values[:, 0, 7].tolist() == [0, 1, 6]
+
+
+def yellow(pixels: np.ndarray) -> np.ndarray:
+    """Where (C, ...) colour levels of 8 are yellow: much red and green, little blue."""
+    return (pixels[0] >= 5) & (pixels[1] >= 4) & (pixels[2] <= 2)
+
+
+def test_the_sample_pictures_are_a_grey_digit_and_a_colour_smiley():
+    assert sample_picture(1) == SAMPLE_DIGIT and sample_picture(3) == SAMPLE_COLOUR
+    smiley = load_image(SAMPLE_COLOUR, 24, 24, 3, 8)
+    assert yellow(smiley).mean() > 0.4  # the face
+    assert (smiley[:, 0, 0] == 0).all() and (smiley[:, 8, 8] < 3).all()  # black, an eye
+
+
+def test_the_demo_of_a_colour_model_completes_the_bottom_half_of_the_smiley(colour_window,
+                                                                            qtbot):
+    smiley = load_image(SAMPLE_COLOUR, 8, 8, 3, 8)
+    with qtbot.waitSignal(colour_window.runner.finished, timeout=30000):
+        start_demo(colour_window, pixels_per_second=1000)
+    values, known = colour_window.canvas.drawing.snapshot()
+    assert known.all() and colour_window.runner.total == 4 * 8 * 3
+    assert np.array_equal(values[:, :4], smiley[:, :4])  # the top half, as opened
+    assert yellow(values[:, :4]).any()
 
 
 def test_a_pen_colour_must_fit_the_drawing(colour_window):

@@ -14,6 +14,8 @@ import gui.selftest as selftest
 from conftest import tiny_model
 from model import complete as real_complete
 from model import save_model
+from model.images import load_image
+from model.registry import SAMPLE_COLOUR
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,6 +50,16 @@ def test_self_test_passes_with_working_models(models_dir, qapp, capsys):
     assert out[1].startswith("ok    kernels: ")
     assert out[2].startswith("ok    window: ")
     assert out[-1] == "self-test OK"
+
+
+def test_the_self_test_completes_a_colour_model_on_the_colour_sample(tmp_path):
+    path = tmp_path / "tiny-rgb"
+    save_model(tiny_model(channels=3, distribution="categorical", levels=8, height=8, width=8),
+               path, data_mode="rgb")
+    line, completed = selftest.check_model(path.with_suffix(".safetensors"))
+    assert line.startswith("32 pixels x 2 candidates completed")
+    smiley = load_image(SAMPLE_COLOUR, 8, 8, 3, 8)
+    assert np.array_equal(completed[:, :4], smiley[:, :4])
 
 
 def test_a_broken_model_fails_the_self_test_naming_it(models_dir, qapp, capsys):
