@@ -387,6 +387,18 @@ def restore(run: Run, checkpoint: dict) -> None:
     )
 
 
+def commands_from_card(destination: Path) -> list[str]:
+    """The run's commands so far as the card it wrote lists them: the history of a
+    checkpoint made before checkpoints kept one (empty without a readable card)."""
+    try:
+        card = read_card(model_paths(destination)[1])
+    except (OSError, ModelFileError):
+        return []
+    if "training_commands" in card:
+        return list(card["training_commands"])
+    return [card["command"]] if "command" in card else []
+
+
 # The loop
 
 
@@ -634,10 +646,6 @@ def notes_from_previous_card(destination: Path, card: dict) -> list[str]:
         return []  # no previous card, or none worth keeping
     kept = [key for key in previous if key not in card and key != "config"]
     card.update({key: previous[key] for key in kept})
-    if "training_commands" in kept:
-        # The checkpoint kept no commands (made before checkpoints did): the previous
-        # card's list is the run so far, and this command comes after it.
-        card["training_commands"] = [*previous["training_commands"], card["command"]]
     return kept
 
 
@@ -661,6 +669,9 @@ def prepare(argv: list[str]) -> tuple[Run, Splits]:
     run = new_run(settings, device, len(splits.train[0]))
     if checkpoint is not None:
         restore(run, checkpoint)
+        if "commands" not in checkpoint:  # saved with this run's checkpoints from now on
+            run.progress.commands = commands_from_card(
+                Path(settings["output_dir"]) / settings["name"])
     run.progress.commands.append("python -m model.train " + shlex.join(argv))
     return run, splits
 
