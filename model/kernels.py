@@ -135,7 +135,7 @@ GROUP = 4
 
 
 def _group_column(first, count, col, low, high, hin, cins, kws, h_weights_t, link_rows,
-                  res_weights_t, res_biases, gated, fast_tanh):
+                  res_weights_t, res_biases, gated, fast_tanh, scratch):
     """Every layer of the horizontal stack at one column of the current row, for
     candidates first .. first + count - 1: the hidden channels low .. high-1 of each layer.
 
@@ -152,17 +152,21 @@ def _group_column(first, count, col, low, high, hin, cins, kws, h_weights_t, lin
     Same maths as GatedStepper.horizontal: the b half of the pre-activation arrives halved,
     so tanh(a) * (1 + tanh(b/2)) is twice the gate, and the consumers' weights carry the
     1/2. `fast_tanh` (for float32) swaps libm's tanh for the rational fit above.
+
+    `scratch` (_scratch) is the caller's, made once per row rather than once per call.
     """
     layers = hin.shape[0]
     width = gated.shape[1] // layers
     n = high - low
-    pre_a = np.empty((GROUP, n), gated.dtype)  # the gates' a and b halves, for low .. high-1
-    pre_b = np.empty((GROUP, n), gated.dtype)
-    gate = np.empty((GROUP, width), gated.dtype)
-    residual = np.empty((GROUP, n), gated.dtype)
-    # Contiguous copies of the windows, zero-padded to the widest: the padding meets the
-    # zero-padded weights, so every layer runs the same (vectorised) product.
-    window = np.zeros((GROUP, h_weights_t.shape[2]), gated.dtype)
+    pre_a = scratch[0][:GROUP * n].reshape(GROUP, n)  # the gates' a and b halves, low .. high-1
+    pre_b = scratch[1][:GROUP * n].reshape(GROUP, n)
+    residual = scratch[2][:GROUP * n].reshape(GROUP, n)
+    gate = scratch[3][:GROUP * width].reshape(GROUP, width)
+    # Contiguous copies of the windows, padded to the widest: the padding (zeros, or a
+    # shorter layer's leftovers, finite either way) meets the zero-padded weights, so every
+    # layer runs the same (vectorised) product.
+    longest = h_weights_t.shape[2]
+    window = scratch[4][:GROUP * longest].reshape(GROUP, longest)
     # Computed indices are taken as slices first, and the loops index those by their counters
     # only: an index that may be negative gets a wrap-around check, which stops vectorisation.
     for layer in range(layers):
@@ -237,23 +241,31 @@ def _sample_share(first, end, shared, row, col, channel, last_col, known_row, hi
     width = gated.shape[1] // hin.shape[0]
     group = width // channels  # hidden channels per colour group
     every = group - group  # 0, computed: a literal 0 would make Numba compile a second copy
+    scratch = _scratch(gated, h_weights_t, skip_weight_t, w1_t, w2_t)
+    skip = np.zeros((gated.shape[0], skip_weight_t.shape[0]), gated.dtype)
+    hidden = np.zeros((gated.shape[0], w1_t.shape[0]), gated.dtype)
     drawn = 0
     for c in range(col, last_col + 1):
         if known_row[c]:  # its value is in hin[0] already: the stack, for the columns after
             for g in range(first, end, GROUP):
                 _group_column(g, min(GROUP, end - g), c, every, width, hin, cins, kws,
                               h_weights_t, link_rows, res_weights_t, res_biases, gated,
-                              fast_tanh)
+                              fast_tanh, scratch)
             continue
         # G and B see the values just drawn for this pixel: their groups are computed after.
-        for ch in range(channel if c == col else 0, channels):
+        start = channel if c == col else 0
+        for ch in range(start, channels):
+            # The head's groups before this channel's were computed at this pixel's earlier
+            # channels, in this call from `start` on (see _group_head).
+            head_low = ch * group if ch > start else every
             for g in range(first, end, GROUP):
                 count = min(GROUP, end - g)
                 _group_column(g, count, c, ch * group, (ch + 1) * group, hin, cins, kws,
                               h_weights_t, link_rows, res_weights_t, res_biases, gated,
-                              fast_tanh)
-                _group_head(g, count, (ch + 1) * group, gated, skip_weight_t, skip_bias, w1_t,
-                            b1, w2_t[ch], b2[ch], logits)
+                              fast_tanh, scratch)
+                _group_head(g, count, head_low, (ch + 1) * group, gated, skip_weight_t,
+                            skip_bias, w1_t, b1, w2_t[ch], b2[ch], skip, hidden, scratch,
+                            logits)
             drawn += 1
             if _draw_values(first, end, shared, row, c, ch, logits, bernoulli, temperature,
                             uniforms, values, probs, hin, (first_input + c) * cins[0] + ch,
@@ -397,27 +409,49 @@ def _draw(probs, uniform):
     return min(passed, levels - 1)
 
 
-def _group_head(first, count, high, gated, skip_weight_t, skip_bias, w1_t, b1, w2_t, b2,
-                logits):
+def _group_head(first, count, low, high, gated, skip_weight_t, skip_bias, w1_t, b1, w2_t, b2,
+                skip, hidden, scratch, logits):
     """One channel's logits from every layer's gate (the skip sum, then the head), for
-    candidates first .. first + count - 1. The head's hidden channels `high` and after
-    belong to later colour groups, which this channel's logits do not read (mask B): they
-    are not computed, and are set to zero for the masked products that pass over them."""
-    skip = np.zeros((GROUP, skip_weight_t.shape[0]), gated.dtype)
-    _group_products(gated[first:first + count], count, skip_weight_t[:high], skip)
-    hidden = np.zeros((GROUP, w1_t.shape[0]), gated.dtype)
+    candidates first .. first + count - 1.
+
+    skip and hidden (B, w) hold each candidate's head activations at the current pixel. Of
+    a colour model's, only this channel's colour group, rows low .. high-1, is computed: the
+    groups before it read only earlier groups (mask B), which this channel's pass left as
+    they were, so they are kept from the channels before (`low` is 0 where those are not
+    there yet: a pixel's first channel, or a run that starts within a pixel). The rows from
+    `high` on belong to later groups, which this channel's logits do not read (their
+    weights are zero): what they hold (a previous pixel's values, finite) never reaches a
+    result. Without colour groups low is 0 and high the width: every row."""
+    n = high - low
+    part = scratch[0][:GROUP * n].reshape(GROUP, n)
+    _group_products(gated[first:first + count], count, skip_weight_t[low:high], part)
+    biases = skip_bias[low:high]  # (slices first: see _group_column)
     for j in range(count):
-        for o in range(high):
-            skip[j, o] = max(skip[j, o] + skip_bias[o], 0.0)
-    _group_products(skip, count, w1_t[:high], hidden)
-    out = np.empty((GROUP, w2_t.shape[0]), gated.dtype)
+        row = skip[first + j][low:high]
+        for o in range(n):
+            row[o] = max(part[j, o] + biases[o], 0.0)
+    _group_products(skip[first:first + count], count, w1_t[low:high], part)
+    biases = b1[low:high]
     for j in range(count):
-        for o in range(high):
-            hidden[j, o] = max(hidden[j, o] + b1[o], 0.0)
-    _group_products(hidden, count, w2_t, out)
+        row = hidden[first + j][low:high]
+        for o in range(n):
+            row[o] = max(part[j, o] + biases[o], 0.0)
+    outputs = w2_t.shape[0]
+    out = scratch[1][:GROUP * outputs].reshape(GROUP, outputs)
+    _group_products(hidden[first:first + count], count, w2_t, out)
     for j in range(count):
-        for o in range(out.shape[1]):
+        for o in range(outputs):
             logits[first + j, o] = out[j, o] + b2[o]
+
+
+def _scratch(gated, h_weights_t, skip_weight_t, w1_t, w2_t):
+    """The per-call work arrays of _group_column and _group_head, made once per kernel call
+    (a row), not once per pixel-channel: five rows, each long enough for GROUP candidates'
+    widest vector. Zeros: a window's padding is read (against zero weights) before anything
+    is written there."""
+    longest = max(gated.shape[1] // h_weights_t.shape[0], h_weights_t.shape[2],
+                  skip_weight_t.shape[0], w1_t.shape[0], w2_t.shape[1])
+    return np.zeros((5, GROUP * longest), gated.dtype)
 
 
 def _window_products(x, start, step, count, n, weights_t, w_start, out):
@@ -639,6 +673,7 @@ if AVAILABLE:
         for f in (_products, _pair_products, _fast_tanh))
     _window_products, _two_row_products = (
         _jit(f) for f in (_window_products, _two_row_products))
+    _scratch = numba.njit(inline="always", **_OPTIONS)(_scratch)
     _group_products, _group_column, _group_head, _sample_share = (
         _jit(f) for f in (_group_products, _group_column, _group_head, _sample_share))
     # The distributions are computed as NumPy computes them: no fastmath here.
