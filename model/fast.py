@@ -674,10 +674,13 @@ def _gated_rows_in_order(stepper: GatedStepper, task: SamplingTask) -> Iterator[
 
 
 def _chunks(batch: int) -> list[tuple[int, int]]:
-    """The candidate states' chunks for whole-row jobs: the kernels' groups of four (each
-    weight loaded once for the group; 9 candidates: 4, 4 and 1), or one share per core
-    where there are fewer groups than that (2 candidates on two cores: 1 and 1)."""
-    groups = [(g, min(g + kernels.GROUP, batch)) for g in range(0, batch, kernels.GROUP)]
+    """The candidate states' chunks for whole-row jobs: the kernels' groups (each weight
+    loaded once for the group; 9 candidates: 4 and 5, see kernels.group_size), or one share
+    per core where there are fewer groups than that (2 candidates on two cores: 1 and 1)."""
+    groups, first = [], 0
+    while first < batch:
+        groups.append((first, first + kernels.group_size(batch - first)))
+        first = groups[-1][1]
     return groups if len(groups) >= min(batch, cores()) else _share_bounds(batch)
 
 

@@ -109,12 +109,13 @@ def _pair_products(x, weights_t, out):
 
 
 def _group_products(x, count, weights_t, out):
-    """The products of the first `count` (1 to 4) rows of x: four at once (each weight loaded
-    once for the four, by _window_products), else two, then one. (Each helper is written
-    out here once: Numba inlines them, and compiling each copy takes seconds.)"""
+    """The products of the first `count` (1 to 5) rows of x: four at once (each weight loaded
+    once for the four, by _window_products, which takes a fifth after them, its weights
+    still in the nearest cache), else two, then one. (Each helper is written out here once:
+    Numba inlines them, and compiling each copy takes seconds.)"""
     n_out = weights_t.shape[0]
-    if count == 4:
-        for j in range(4):
+    if count >= 4:
+        for j in range(count):
             for o in range(n_out):
                 out[j, o] = 0
         start = n_out - n_out  # 0 (and count for 4), computed: a literal argument makes Numba
@@ -128,10 +129,16 @@ def _group_products(x, count, weights_t, out):
         _products(x[count - 1], weights_t, out[count - 1])
 
 
-# Candidates are independent; the kernels take them in groups of up to four (a share of 5:
-# 4 and 1) only to share weight loads. Candidate k's arithmetic is the same whichever group
-# it is in.
+# Candidates are independent; the kernels take them in groups of four only to share weight
+# loads. A fifth left over joins the group before it (9 candidates: 4 and 5, not 4, 4 and 1):
+# alone it would cost more than half what a group of four costs.
 GROUP = 4
+LARGEST_GROUP = GROUP + 1
+
+
+def group_size(left):
+    """How many of the `left` candidates the next group takes."""
+    return left if left == LARGEST_GROUP else min(GROUP, left)
 
 
 def _group_column(first, count, col, low, high, hin, cins, kws, h_weights_t, link_rows,
@@ -158,15 +165,16 @@ def _group_column(first, count, col, low, high, hin, cins, kws, h_weights_t, lin
     layers = hin.shape[0]
     width = gated.shape[1] // layers
     n = high - low
-    pre_a = scratch[0][:GROUP * n].reshape(GROUP, n)  # the gates' a and b halves, low .. high-1
-    pre_b = scratch[1][:GROUP * n].reshape(GROUP, n)
-    residual = scratch[2][:GROUP * n].reshape(GROUP, n)
-    gate = scratch[3][:GROUP * width].reshape(GROUP, width)
+    # The gates' a and b halves for low .. high-1, the residual, the whole gate.
+    pre_a = scratch[0][:LARGEST_GROUP * n].reshape(LARGEST_GROUP, n)
+    pre_b = scratch[1][:LARGEST_GROUP * n].reshape(LARGEST_GROUP, n)
+    residual = scratch[2][:LARGEST_GROUP * n].reshape(LARGEST_GROUP, n)
+    gate = scratch[3][:LARGEST_GROUP * width].reshape(LARGEST_GROUP, width)
     # Contiguous copies of the windows, padded to the widest: the padding (zeros, or a
     # shorter layer's leftovers, finite either way) meets the zero-padded weights, so every
     # layer runs the same (vectorised) product.
     longest = h_weights_t.shape[2]
-    window = scratch[4][:GROUP * longest].reshape(GROUP, longest)
+    window = scratch[4][:LARGEST_GROUP * longest].reshape(LARGEST_GROUP, longest)
     # Computed indices are taken as slices first, and the loops index those by their counters
     # only: an index that may be negative gets a wrap-around check, which stops vectorisation.
     for layer in range(layers):
@@ -247,10 +255,12 @@ def _sample_share(first, end, shared, row, col, channel, last_col, known_row, hi
     drawn = 0
     for c in range(col, last_col + 1):
         if known_row[c]:  # its value is in hin[0] already: the stack, for the columns after
-            for g in range(first, end, GROUP):
-                _group_column(g, min(GROUP, end - g), c, every, width, hin, cins, kws,
-                              h_weights_t, link_rows, res_weights_t, res_biases, gated,
-                              fast_tanh, scratch)
+            g = first
+            while g < end:
+                count = _group_size(end - g)
+                _group_column(g, count, c, every, width, hin, cins, kws, h_weights_t,
+                              link_rows, res_weights_t, res_biases, gated, fast_tanh, scratch)
+                g += count
             continue
         # G and B see the values just drawn for this pixel: their groups are computed after.
         start = channel if c == col else 0
@@ -258,14 +268,16 @@ def _sample_share(first, end, shared, row, col, channel, last_col, known_row, hi
             # The head's groups before this channel's were computed at this pixel's earlier
             # channels, in this call from `start` on (see _group_head).
             head_low = ch * group if ch > start else every
-            for g in range(first, end, GROUP):
-                count = min(GROUP, end - g)
+            g = first
+            while g < end:
+                count = _group_size(end - g)
                 _group_column(g, count, c, ch * group, (ch + 1) * group, hin, cins, kws,
                               h_weights_t, link_rows, res_weights_t, res_biases, gated,
                               fast_tanh, scratch)
                 _group_head(g, count, head_low, (ch + 1) * group, gated, skip_weight_t,
                             skip_bias, w1_t, b1, w2_t[ch], b2[ch], skip, hidden, scratch,
                             logits)
+                g += count
             drawn += 1
             if _draw_values(first, end, shared, row, c, ch, logits, bernoulli, temperature,
                             uniforms, values, probs, hin, (first_input + c) * cins[0] + ch,
@@ -423,7 +435,7 @@ def _group_head(first, count, low, high, gated, skip_weight_t, skip_bias, w1_t, 
     weights are zero): what they hold (a previous pixel's values, finite) never reaches a
     result. Without colour groups low is 0 and high the width: every row."""
     n = high - low
-    part = scratch[0][:GROUP * n].reshape(GROUP, n)
+    part = scratch[0][:LARGEST_GROUP * n].reshape(LARGEST_GROUP, n)
     _group_products(gated[first:first + count], count, skip_weight_t[low:high], part)
     biases = skip_bias[low:high]  # (slices first: see _group_column)
     for j in range(count):
@@ -437,7 +449,7 @@ def _group_head(first, count, low, high, gated, skip_weight_t, skip_bias, w1_t, 
         for o in range(n):
             row[o] = max(part[j, o] + biases[o], 0.0)
     outputs = w2_t.shape[0]
-    out = scratch[1][:GROUP * outputs].reshape(GROUP, outputs)
+    out = scratch[1][:LARGEST_GROUP * outputs].reshape(LARGEST_GROUP, outputs)
     _group_products(hidden[first:first + count], count, w2_t, out)
     for j in range(count):
         for o in range(outputs):
@@ -446,12 +458,12 @@ def _group_head(first, count, low, high, gated, skip_weight_t, skip_bias, w1_t, 
 
 def _scratch(gated, h_weights_t, skip_weight_t, w1_t, w2_t):
     """The per-call work arrays of _group_column and _group_head, made once per kernel call
-    (a row), not once per pixel-channel: five rows, each long enough for GROUP candidates'
-    widest vector. Zeros: a window's padding is read (against zero weights) before anything
+    (a row), not once per pixel-channel: five rows, each long enough for the largest group's
+    widest vectors. Zeros: a window's padding is read (against zero weights) before anything
     is written there."""
     longest = max(gated.shape[1] // h_weights_t.shape[0], h_weights_t.shape[2],
                   skip_weight_t.shape[0], w1_t.shape[0], w2_t.shape[1])
-    return np.zeros((5, GROUP * longest), gated.dtype)
+    return np.zeros((5, LARGEST_GROUP * longest), gated.dtype)
 
 
 def _window_products(x, start, step, count, n, weights_t, w_start, out):
@@ -673,7 +685,8 @@ if AVAILABLE:
         for f in (_products, _pair_products, _fast_tanh))
     _window_products, _two_row_products = (
         _jit(f) for f in (_window_products, _two_row_products))
-    _scratch = numba.njit(inline="always", **_OPTIONS)(_scratch)
+    _scratch, _group_size = (numba.njit(inline="always", **_OPTIONS)(f)
+                             for f in (_scratch, group_size))
     _group_products, _group_column, _group_head, _sample_share = (
         _jit(f) for f in (_group_products, _group_column, _group_head, _sample_share))
     # The distributions are computed as NumPy computes them: no fastmath here.

@@ -319,17 +319,20 @@ def test_candidates_dealt_out_over_several_cores_get_one_cores_samples(monkeypat
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="Numba is not installed")
 @pytest.mark.parametrize("channels, distribution", [(1, "bernoulli"), (3, "categorical")])
-def test_candidates_taken_four_at_a_time_draw_the_reference_samples(
-        monkeypatch, channels, distribution):
+@pytest.mark.parametrize("candidates", [5, 6])
+def test_candidates_taken_in_groups_draw_the_reference_samples(
+        monkeypatch, channels, distribution, candidates):
     from model import fast
 
-    # On one core, 5 candidates make a group of four (weights loaded once for four) and one.
+    # On one core the kernels take 5 candidates as one group of five (four at a time, each
+    # weight loaded once for the four, and the fifth after them), and 6 as four and two.
     monkeypatch.setattr(fast, "cores", lambda: 1)
+    assert [fast._chunks(n) for n in (5, 6, 9)] == [[(0, 5)], [(0, 4), (4, 6)], [(0, 4), (4, 9)]]
     model, image = problem(3, channels=channels, distribution=distribution, height=6, width=7,
                            num_classes=2)
     model = model.double()
     known = known_mask("bottom-half", 6, 7)
-    options = dict(candidates=5, seed=4, temperature=1.3, class_label=1)
+    options = dict(candidates=candidates, seed=4, temperature=1.3, class_label=1)
     reference = complete(model, image, known, sampler="reference", **options)
     expected = list(reference)
     got = list(complete(model, image, known, backend="compiled", **options))
