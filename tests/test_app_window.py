@@ -17,7 +17,7 @@ import model.rerank as rerank_module
 from conftest import FailingGPU, cuda_out_of_memory, tiny_model
 from gui.main_window import MainWindow
 from main import parse_arguments
-from model import complete, save_model
+from model import complete, kernels, save_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -371,6 +371,33 @@ def test_a_loaded_model_has_its_kernels_compiled_in_the_background(window, qtbot
     window.open_model("tiny")  # the same model, loaded afresh
     qtbot.waitUntil(lambda: len(warmed) == 1, timeout=5000)
     assert warmed[0][0] is window.model and warmed[0][1] == "kernel warm-up"
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="Numba is not installed")
+def test_complete_pressed_while_the_kernels_still_compile_does_not_wait_for_them(
+        window, qtbot, monkeypatch):
+    """At a new installation's first start compiling the kernels takes 10-20 s."""
+    compiling, release = threading.Event(), threading.Event()
+    original = kernels.sample_share
+
+    def sample_share(*args):  # "compiling" until released: every caller waits, as on Numba's
+        if threading.current_thread().name == main_window_module.WARM_UP_THREAD:  # lock
+            compiling.set()
+        release.wait(30)
+        return original(*args)
+
+    monkeypatch.setattr(kernels, "sample_share", sample_share)
+    try:
+        window.open_model("tiny")  # loaded afresh: a new warm-up starts
+        qtbot.waitUntil(compiling.is_set, timeout=10000)
+        erase_bottom(window)
+        with qtbot.waitSignal(window.runner.finished, timeout=10000):
+            window.complete()
+        assert window.canvas.drawing.known.all()
+        assert compiling.is_set() and not release.is_set()  # done while still "compiling"
+    finally:
+        release.set()
+        main_window_module.wait_for_warm_ups(30)
 
 
 # In a process of its own: the app's event loop runs and quits, which the shared test

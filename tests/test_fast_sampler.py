@@ -455,3 +455,39 @@ def test_warm_up_runs_each_kernel_the_first_completion_needs(monkeypatch):
                             called.add(_name) or _kernel(*a))
     fast.warm_up(tiny_model(height=4, width=5))
     assert called == set(kernel_names)
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="Numba is not installed")
+def test_a_completion_started_while_the_kernels_warm_up_runs_on_numpy_without_waiting(
+        monkeypatch):
+    """At a new installation's first start the warm-up compiles for 10-20 s; a completion
+    asked for meanwhile must not wait for it."""
+    from model import fast
+
+    warming, release = threading.Event(), threading.Event()
+    kernel_threads = []
+    original = kernels.sample_share
+
+    def sample_share(*args):  # "compiling" until released: every caller waits, as on Numba's
+        kernel_threads.append(threading.current_thread().name)  # compiler lock
+        if threading.current_thread().name == "warm-up":
+            warming.set()
+        release.wait(30)
+        return original(*args)
+
+    monkeypatch.setattr(kernels, "sample_share", sample_share)
+    model, image = problem(channels=3, distribution="categorical")
+    known = known_mask("bottom-half", 6, 7)
+    warm_up = threading.Thread(target=fast.warm_up, args=(model,), name="warm-up")
+    warm_up.start()
+    try:
+        assert warming.wait(30)
+        during = complete(model, image, known, seed=5, candidates=2).run()
+        this_thread = threading.current_thread().name
+        assert this_thread not in kernel_threads  # NumPy did this one
+    finally:
+        release.set()
+        warm_up.join(30)
+    after = complete(model, image, known, seed=5, candidates=2).run()
+    assert this_thread in kernel_threads  # the kernels, once warm
+    assert np.array_equal(during, after)
