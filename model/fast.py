@@ -876,7 +876,7 @@ def warm_up(model: ImageModel, device=None) -> None:
     (a new installation or build) it compiles, for seconds. Completions started meanwhile
     run on NumPy (see default_backend)."""
     device = pick_device(device)
-    if not isinstance(model, GatedPixelCNN) or device.type != "cpu" or not kernels.AVAILABLE:
+    if not isinstance(model, GatedPixelCNN) or not _kernels_serve(device):
         return
     cfg = model.config
     image = np.zeros((cfg.channels, cfg.height, cfg.width), np.uint8)
@@ -891,6 +891,11 @@ def warm_up(model: ImageModel, device=None) -> None:
             pass
 
 
+def _kernels_serve(device: torch.device) -> bool:
+    """Whether the compiled kernels are the gated model's backend on `device` (once warm)."""
+    return device.type == "cpu" and kernels.AVAILABLE
+
+
 def default_backend(device: torch.device) -> str:
     """The gated model's fastest backend on `device`, ready now.
 
@@ -900,7 +905,7 @@ def default_backend(device: torch.device) -> str:
     completes a picture in a fraction of a second, from the same distributions."""
     if device.type != "cpu":
         return "torch"
-    return "compiled" if kernels.AVAILABLE and not _warm_ups else "numpy"
+    return "compiled" if _kernels_serve(device) and not _warm_ups else "numpy"
 
 
 def fast_completion(model: ImageModel, image, known=None, *, device=None,

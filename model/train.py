@@ -387,13 +387,18 @@ def restore(run: Run, checkpoint: dict) -> None:
     )
 
 
+def previous_card(destination: Path) -> dict:
+    """The card a run to `destination` wrote before; empty where there is none readable."""
+    try:
+        return read_card(model_paths(destination)[1])
+    except (OSError, ModelFileError):
+        return {}
+
+
 def commands_from_card(destination: Path) -> list[str]:
     """The run's commands so far as the card it wrote lists them: the history of a
     checkpoint made before checkpoints kept one (empty without a readable card)."""
-    try:
-        card = read_card(model_paths(destination)[1])
-    except (OSError, ModelFileError):
-        return []
+    card = previous_card(destination)
     if "training_commands" in card:
         return list(card["training_commands"])
     return [card["command"]] if "command" in card else []
@@ -640,10 +645,7 @@ def final_card(run: Run, splits: Splits, speed: dict) -> dict:
 def notes_from_previous_card(destination: Path, card: dict) -> list[str]:
     """Add to `card` what a person wrote on the card this resumed run replaces (why K was
     chosen, the model's status): the trainer writes every other field afresh."""
-    try:
-        previous = read_card(model_paths(destination)[1])
-    except (OSError, ModelFileError):
-        return []  # no previous card, or none worth keeping
+    previous = previous_card(destination)
     kept = [key for key in previous if key not in card and key != "config"]
     card.update({key: previous[key] for key in kept})
     return kept
