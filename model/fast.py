@@ -123,13 +123,9 @@ def _split_gate(tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat([a, b / 2], dim=-1)
 
 
-def transposed(a: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(a.T)
-
-
 class GatedWeights:
     """A GatedPixelCNN's weights laid out for incremental evaluation: masks applied, the b
-    half of every gate halved (see _split_gate), transposed for row-vector products."""
+    half of every gate halved (see _split_gate), (inputs, outputs) for row-vector products."""
 
     def __init__(self, model: GatedPixelCNN, arrays, compiled: bool):
         self.arrays = xp = arrays
@@ -178,32 +174,28 @@ class GatedWeights:
                        xp.convert(b2[c * out:(c + 1) * out]))
                       for c in range(model.config.channels)]
         self.compiled = None
-        if compiled:
+        if compiled:  # stacked per layer, (inputs, outputs) as the kernels' products take
             L, dtype = len(self.layers), xp.dtype
-            longest = max(p["kw"] * p["cin"] for p in self.layers)
-            h_weights_t = np.zeros((L, 2 * w, longest), dtype)
-            v_weights_t = np.zeros((L, 2 * w, max(len(p["v_weight"]) for p in self.layers)),
-                                   dtype)
-            res_weights_t = np.zeros((L, w, w), dtype)
+            h_weights = np.zeros((L, max(p["kw"] * p["cin"] for p in self.layers), 2 * w), dtype)
+            v_weights = np.zeros((L, max(len(p["v_weight"]) for p in self.layers), 2 * w), dtype)
+            res_weights = np.zeros((L, w, w), dtype)
             res_biases = np.zeros((L, w), dtype)
             for depth, p in enumerate(self.layers):
-                h_weights_t[depth, :, :p["kw"] * p["cin"]] = p["h_weight"].T
-                v_weights_t[depth, :, :len(p["v_weight"])] = p["v_weight"].T
+                h_weights[depth, :len(p["h_weight"])] = p["h_weight"]
+                v_weights[depth, :len(p["v_weight"])] = p["v_weight"]
                 if p["res_weight"] is not None:
-                    res_weights_t[depth] = p["res_weight"].T
+                    res_weights[depth] = p["res_weight"]
                     res_biases[depth] = p["res_bias"]
             self.compiled = dict(
                 cins=np.array([p["cin"] for p in self.layers], np.int64),
                 kws=np.array([p["kw"] for p in self.layers], np.int64),
                 khs=np.array([p["kh"] for p in self.layers], np.int64),
                 ks=np.array([p["k"] for p in self.layers], np.int64),
-                v_weights_t=v_weights_t,
-                links_t=np.stack([transposed(p["link"]) for p in self.layers]),
-                h_weights_t=h_weights_t, res_weights_t=res_weights_t, res_biases=res_biases,
-                # The head, its last layer stacked per channel: (C, outputs, w) and (C, outputs).
-                head=(transposed(self.skip_weight), self.skip_bias,
-                      transposed(self.head1_weight), self.head1_bias,
-                      np.stack([transposed(w2) for w2, _ in self.head2]),
+                v_weights=v_weights, links=np.stack([p["link"] for p in self.layers]),
+                h_weights=h_weights, res_weights=res_weights, res_biases=res_biases,
+                # The head, its last layer stacked per channel: (C, w, outputs), (C, outputs).
+                head=(self.skip_weight, self.skip_bias, self.head1_weight, self.head1_bias,
+                      np.stack([w2 for w2, _ in self.head2]),
                       np.stack([b2 for _, b2 in self.head2])),
             )
 
@@ -344,12 +336,12 @@ class GatedStepper:
         self.compiled = None
         if weights.compiled is not None:
             c = weights.compiled
-            self.vertical_args = (self.vin_all, c["khs"], c["ks"], c["cins"], c["v_weights_t"],
-                                  self.v_biases, c["links_t"], self.h_biases, self.link_all,
+            self.vertical_args = (self.vin_all, c["khs"], c["ks"], c["cins"], c["v_weights"],
+                                  self.v_biases, c["links"], self.h_biases, self.link_all,
                                   self.fast_tanh)
             task = self.task  # what kernels.sample_share takes after the row's known pixels
-            self.compiled = (self.hin_all, c["cins"], c["kws"], c["h_weights_t"], self.link_all,
-                             c["res_weights_t"], c["res_biases"],
+            self.compiled = (self.hin_all, c["cins"], c["kws"], c["h_weights"], self.link_all,
+                             c["res_weights"], c["res_biases"],
                              self.gated.reshape(batch, -1), self.fast_tanh, *c["head"],
                              task.config.distribution == "bernoulli", task.temperature,
                              self.top_level, task.uniforms)

@@ -4,9 +4,10 @@ One pixel of the gated model is a few dozen products of vectors with small matri
 NumPy each is a separate call costing microseconds of overhead, far more than its
 arithmetic; compiled, a whole row of pixels (every layer of each column, the head, the
 distribution and the draw) is one call, and a finished row's vertical stack another.
-Weights come transposed, (out, in), so that each output is a contiguous dot product that the
-compiler vectorises (fastmath lets it reorder the sum; the result moves by rounding only).
-If Numba is not installed the sampler falls back to NumPy (same results, slower).
+Weights come as (inputs, outputs), and the products keep outputs in vector lanes (_lanes:
+tiles written in LLVM's IR). fastmath lets the compiler reorder the rest of the arithmetic;
+results move by rounding only. If Numba is not installed the sampler falls back to NumPy
+(same results, slower).
 """
 
 from __future__ import annotations
@@ -19,37 +20,152 @@ import numpy as np
 
 try:
     import numba
+    from llvmlite import ir
+    from numba import types
+    from numba.core import cgutils
+    from numba.extending import intrinsic
 except ImportError:  # pragma: no cover - exercised where numba is absent
     numba = None
 
 AVAILABLE = numba is not None
 
 
-def _products(x, weights_t, out):
-    """out[o] = x . weights_t[o] for every row o of weights_t, for one candidate.
+# Products with the outputs in vector lanes. Every product here is a few rows of inputs (the
+# candidates of a group, or a convolution's positions) times a small matrix of weights laid
+# out (inputs, outputs). A tile holds a block of outputs for up to five rows in registers
+# and walks the inputs once: per input, one vector of weights is loaded for all the rows
+# and multiplied by each row's input broadcast to every lane, and no sum is ever reduced
+# across lanes (dot products, one output at a time, spent about a third of their time
+# doing that). LLVM does not find this form in Numba's loops (tried: 2-7x slower), so the
+# tiles are written in its IR, with vector types it lowers to what the machine has.
+def _vector_bytes():
+    """The machine's widest vector registers: 64 bytes with AVX-512, else taken as 32 (a
+    tile wider than the registers is split by LLVM, and spills some of them)."""
+    try:
+        from llvmlite import binding
+        return 64 if binding.get_host_cpu_features().get("avx512f") else 32
+    except Exception:  # pragma: no cover - no feature query on this platform
+        return 32
 
-    Four outputs at a time: four independent sums hide the latency of each fused
-    multiply-add, and each x[i] is loaded once for all four. Every index is a loop
-    counter (never negative), which spares the wrap-around checks that stop vectorisation.
-    """
-    n_out = weights_t.shape[0]
-    blocked = n_out - n_out % 4
-    for o in range(0, blocked, 4):
-        v = x[0]  # sums start in the arrays' own precision (float32: 8 lanes)
-        a0, a1, a2, a3 = v * weights_t[o, 0], v * weights_t[o + 1, 0], \
-            v * weights_t[o + 2, 0], v * weights_t[o + 3, 0]
-        for i in range(1, x.shape[0]):
-            v = x[i]
-            a0 += v * weights_t[o, i]
-            a1 += v * weights_t[o + 1, i]
-            a2 += v * weights_t[o + 2, i]
-            a3 += v * weights_t[o + 3, i]
-        out[o], out[o + 1], out[o + 2], out[o + 3] = a0, a1, a2, a3
-    for o in range(blocked, n_out):
-        acc = x[0] * weights_t[o, 0]
-        for i in range(1, x.shape[0]):
-            acc += x[i] * weights_t[o, i]
-        out[o] = acc
+
+VECTOR_BYTES = _vector_bytes() if AVAILABLE else 32
+TILE_ROWS = 5  # a group's largest size (LARGEST_GROUP); longer products go four rows a time
+
+
+def _emit_tile(context, builder, rows, width, dtype, x, x_start, x_step, n, w, w_row, w_col,
+               out, out_row, out_col):
+    """IR for out[out_row + r, out_col:][:width] += the sum over i < n of
+    x[x_start + r * x_step + i] * w[w_row + i, w_col:][:width], for every r < rows."""
+    i8p, i32, i64 = ir.IntType(8).as_pointer(), ir.IntType(32), ir.IntType(64)
+    scalar = context.get_value_type(dtype)
+    size = dtype.bitwidth // 8
+    kind = "f32" if size == 4 else "f64"
+    vector = scalar if width == 1 else ir.VectorType(scalar, width)
+    fmuladd = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vector, [vector] * 3),
+        f"llvm.fmuladd.{kind}" if width == 1 else f"llvm.fmuladd.v{width}{kind}")
+
+    def element(array, offset_bytes, of_type):
+        start = builder.gep(builder.bitcast(array.data, i8p), [offset_bytes])
+        return builder.bitcast(start, of_type.as_pointer())
+
+    def constant(value):
+        return ir.Constant(i64, value)
+
+    x_stride, w_stride, out_stride = (builder.extract_value(a.strides, 0) for a in (x, w, out))
+    sums, targets = [], []
+    for r in range(rows):
+        row_bytes = builder.mul(builder.add(out_row, constant(r)), out_stride)
+        target = element(out, builder.add(row_bytes, builder.mul(out_col, constant(size))),
+                         vector)
+        total = cgutils.alloca_once(builder, vector)  # in registers once LLVM is done
+        builder.store(builder.load(target, align=size), total)
+        sums.append(total)
+        targets.append(target)
+    w_col_bytes = builder.mul(w_col, constant(size))
+    broadcast = ir.Constant(ir.VectorType(i32, width), [0] * width) if width > 1 else None
+    with cgutils.for_range(builder, n) as loop:
+        i = loop.index
+        w_bytes = builder.add(builder.mul(builder.add(w_row, i), w_stride), w_col_bytes)
+        weights = builder.load(element(w, w_bytes, vector), align=size)
+        for r in range(rows):
+            index = builder.add(builder.add(x_start, builder.mul(x_step, constant(r))), i)
+            value = builder.load(element(x, builder.mul(index, x_stride), scalar))
+            if broadcast is not None:
+                value = builder.insert_element(ir.Constant(vector, ir.Undefined), value,
+                                               ir.Constant(i32, 0))
+                value = builder.shuffle_vector(value, ir.Constant(vector, ir.Undefined),
+                                               broadcast)
+            total = sums[r]
+            builder.store(builder.call(fmuladd, [value, weights, builder.load(total)]), total)
+    for total, target in zip(sums, targets, strict=True):
+        builder.store(builder.load(total), target, align=size)
+
+
+def _tile_widths(dtype):
+    """The widths tiles come in: two vectors' worth of outputs, then halving down to one."""
+    widths, width = [], 2 * VECTOR_BYTES // (dtype.bitwidth // 8)
+    while width:
+        widths.append(width)
+        width //= 2
+    return widths
+
+
+def _tile_typer(typingctx, rows, width, x, x_start, x_step, n, w, w_row, w_col, out, out_row,
+                out_col):
+    """_tile(rows, width, x, x_start, x_step, n, w, w_row, w_col, out, out_row, out_col):
+    one tile of _lanes (see _emit_tile), `rows` from 1 to TILE_ROWS and `width` one of
+    _tile_widths. x is one-dimensional, w and out two-dimensional, all of one float type,
+    each with its last dimension contiguous."""
+    arrays = (x, w, out)
+    if not all(isinstance(a, types.Array) and a.layout == "C" for a in arrays) or (
+            x.ndim, w.ndim, out.ndim) != (1, 2, 2) or len({a.dtype for a in arrays}) != 1 or (
+            x.dtype not in (types.float32, types.float64)):
+        return None  # Numba then reports that no _tile takes these types
+    dtype = x.dtype
+    signature = types.void(rows, width, x, x_start, x_step, n, w, w_row, w_col, out, out_row,
+                           out_col)
+
+    def codegen(context, builder, signature, args):
+        ints = {k: context.cast(builder, args[k], signature.args[k], types.int64)
+                for k in (0, 1, 3, 4, 5, 7, 8, 10, 11)}
+        x_a, w_a, out_a = (context.make_array(signature.args[k])(context, builder, args[k])
+                           for k in (2, 6, 9))
+        done = builder.append_basic_block("tile.done")
+        key = builder.add(builder.mul(ints[0], ir.Constant(ir.IntType(64), 1024)), ints[1])
+        switch = builder.switch(key, done)
+        for rows_ in range(1, TILE_ROWS + 1):
+            for width_ in _tile_widths(dtype):
+                block = builder.append_basic_block(f"tile.{rows_}x{width_}")
+                switch.add_case(ir.Constant(ir.IntType(64), rows_ * 1024 + width_), block)
+                builder.position_at_end(block)
+                _emit_tile(context, builder, rows_, width_, dtype, x_a, ints[3], ints[4],
+                           ints[5], w_a, ints[7], ints[8], out_a, ints[10], ints[11])
+                builder.branch(done)
+        builder.position_at_end(done)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+def _lanes(x, x_start, x_step, count, n, w, w_row, w_col, n_cols, out, out_row, out_col):
+    """out[out_row + j, out_col + o] += x[x_start + j * x_step:][:n] . w[w_row:][:n, w_col + o]
+    for rows j < count and outputs o < n_cols. The rows may overlap (a convolution's windows,
+    read where they lie in a padded row: no copy made). Tiles of up to TILE_ROWS rows (a
+    longer product, four at a time), each as wide as the outputs left allow."""
+    widest = 2 * VECTOR_BYTES // x.itemsize
+    o = 0
+    while o < n_cols:
+        width = widest
+        while width > n_cols - o:
+            width //= 2
+        j = 0
+        while j < count:
+            rows = count - j if count - j <= TILE_ROWS else GROUP
+            _tile(rows, width, x, x_start + j * x_step, x_step, n, w, w_row, w_col + o, out,
+                  out_row + j, out_col + o)
+            j += rows
+        o += width
 
 
 # tanh(x) ~ x P(x^2) / Q(x^2) on |x| <= 9 (beyond it tanh is 1 to float32 precision): a
@@ -73,62 +189,6 @@ def _fast_tanh(x):
     return x * p / q
 
 
-def _pair_products(x, weights_t, out):
-    """out[j, o] = x[j] . weights_t[o] for the two rows j of x: each weight is loaded
-    once for both candidates (measured alone, 64 x 64 products: 13 GMAC/s against 7 for
-    _products one row at a time)."""
-    n_out = weights_t.shape[0]
-    blocked = n_out - n_out % 4
-    x0, x1 = x[0], x[1]
-    for o in range(0, blocked, 4):
-        u, v = x0[0], x1[0]
-        w0, w1, w2, w3 = weights_t[o, 0], weights_t[o + 1, 0], weights_t[o + 2, 0], \
-            weights_t[o + 3, 0]
-        a0, a1, a2, a3 = u * w0, u * w1, u * w2, u * w3
-        b0, b1, b2, b3 = v * w0, v * w1, v * w2, v * w3
-        for i in range(1, x0.shape[0]):
-            u, v = x0[i], x1[i]
-            w0, w1, w2, w3 = weights_t[o, i], weights_t[o + 1, i], weights_t[o + 2, i], \
-                weights_t[o + 3, i]
-            a0 += u * w0
-            a1 += u * w1
-            a2 += u * w2
-            a3 += u * w3
-            b0 += v * w0
-            b1 += v * w1
-            b2 += v * w2
-            b3 += v * w3
-        out[0, o], out[0, o + 1], out[0, o + 2], out[0, o + 3] = a0, a1, a2, a3
-        out[1, o], out[1, o + 1], out[1, o + 2], out[1, o + 3] = b0, b1, b2, b3
-    for o in range(blocked, n_out):
-        for j in range(2):
-            acc = x[j, 0] * weights_t[o, 0]
-            for i in range(1, x0.shape[0]):
-                acc += x[j, i] * weights_t[o, i]
-            out[j, o] = acc
-
-
-def _group_products(x, count, weights_t, out):
-    """The products of the first `count` (1 to 5) rows of x: four at once (each weight loaded
-    once for the four, by _window_products, which takes a fifth after them, its weights
-    still in the nearest cache), else two, then one. (Each helper is written out here once:
-    Numba inlines them, and compiling each copy takes seconds.)"""
-    n_out = weights_t.shape[0]
-    if count >= 4:
-        for j in range(count):
-            for o in range(n_out):
-                out[j, o] = 0
-        start = n_out - n_out  # 0 (and count for 4), computed: a literal argument makes Numba
-        # compile another copy
-        _window_products(x.reshape(-1), start, x.shape[1], count, x.shape[1], weights_t, start,
-                         out)
-        return
-    if count >= 2:
-        _pair_products(x, weights_t, out)
-    if count % 2:
-        _products(x[count - 1], weights_t, out[count - 1])
-
-
 # Candidates are independent; the kernels take them in groups of four only to share weight
 # loads. A fifth left over joins the group before it (9 candidates: 4 and 5, not 4, 4 and 1):
 # alone it would cost more than half what a group of four costs.
@@ -141,8 +201,8 @@ def group_size(left):
     return left if left == LARGEST_GROUP else min(GROUP, left)
 
 
-def _group_column(first, count, col, low, high, hin, cins, kws, h_weights_t, link_rows,
-                  res_weights_t, res_biases, gated, fast_tanh, scratch):
+def _group_column(first, count, col, low, high, hin, cins, kws, h_weights, link_rows,
+                  res_weights, res_biases, gated, fast_tanh, scratch):
     """Every layer of the horizontal stack at one column of the current row, for
     candidates first .. first + count - 1: the hidden channels low .. high-1 of each layer.
 
@@ -155,53 +215,49 @@ def _group_column(first, count, col, low, high, hin, cins, kws, h_weights_t, lin
     zero, so their stale values there are never read into a result.
 
     Arrays arrive stacked per layer and flattened: hin (L, B, padded columns * cin),
-    h_weights_t (L, 2w, longest window), link_rows (L, B, W * 2w), gated (B, L * w).
-    Same maths as GatedStepper.horizontal: the b half of the pre-activation arrives halved,
-    so tanh(a) * (1 + tanh(b/2)) is twice the gate, and the consumers' weights carry the
-    1/2. `fast_tanh` (for float32) swaps libm's tanh for the rational fit above.
+    h_weights (L, longest window, 2w), link_rows (L, B, W * 2w), gated (B, L * w),
+    res_weights (L, w, w). Same maths as GatedStepper.horizontal: the b half of the
+    pre-activation arrives halved, so tanh(a) * (1 + tanh(b/2)) is twice the gate, and the
+    consumers' weights carry the 1/2. `fast_tanh` (for float32) swaps libm's tanh for the
+    rational fit above.
 
-    `scratch` (_scratch) is the caller's, made once per row rather than once per call.
+    `scratch` (room for LARGEST_GROUP x 2w values) is the caller's, made once per row
+    rather than once per call.
     """
-    layers = hin.shape[0]
-    width = gated.shape[1] // layers
+    layers, row_length = hin.shape[0], hin.shape[2]
+    depth = gated.shape[1]  # every layer's gates of one candidate
+    width = depth // layers
     n = high - low
-    # The gates' a and b halves for low .. high-1, the residual, the whole gate.
-    pre_a = scratch[0][:LARGEST_GROUP * n].reshape(LARGEST_GROUP, n)
-    pre_b = scratch[1][:LARGEST_GROUP * n].reshape(LARGEST_GROUP, n)
-    residual = scratch[2][:LARGEST_GROUP * n].reshape(LARGEST_GROUP, n)
-    gate = scratch[3][:LARGEST_GROUP * width].reshape(LARGEST_GROUP, width)
-    # Contiguous copies of the windows, padded to the widest: the padding (zeros, or a
-    # shorter layer's leftovers, finite either way) meets the zero-padded weights, so every
-    # layer runs the same (vectorised) product.
-    longest = h_weights_t.shape[2]
-    window = scratch[4][:LARGEST_GROUP * longest].reshape(LARGEST_GROUP, longest)
+    zero = n - n  # 0, computed: a literal argument would make Numba compile another _lanes
+    # Each candidate's pre-activations for low .. high-1: the a half, then the b half.
+    pre = scratch[:LARGEST_GROUP * 2 * n].reshape(LARGEST_GROUP, 2 * n)
+    flat_gated = gated.reshape(-1)
     # Computed indices are taken as slices first, and the loops index those by their counters
     # only: an index that may be negative gets a wrap-around check, which stops vectorisation.
     for layer in range(layers):
         cin = cins[layer]
         kw = kws[layer]
-        for j in range(count):
-            x = hin[layer, first + j][col * cin:(col + kw) * cin]
-            for i in range(kw * cin):
-                window[j, i] = x[i]
-        _group_products(window, count, h_weights_t[layer, low:high], pre_a)
-        _group_products(window, count, h_weights_t[layer, width + low:width + high], pre_b)
-        for j in range(count):
-            b = first + j
-            offset = col * 2 * width
-            link_a = link_rows[layer, b][offset + low:offset + high]
-            link_b = link_rows[layer, b][offset + width + low:offset + width + high]
+        offset = col * 2 * width
+        for j in range(count):  # the link from the rows above, then the window's product
+            link_a = link_rows[layer, first + j][offset + low:offset + high]
+            link_b = link_rows[layer, first + j][offset + width + low:offset + width + high]
             for o in range(n):
-                pre_a[j, o] += link_a[o]
-                pre_b[j, o] += link_b[o]
-            gates = gated[b, layer * width + low:layer * width + high]
+                pre[j, o] = link_a[o]
+                pre[j, n + o] = link_b[o]
+        inputs = hin[layer].reshape(-1)
+        _lanes(inputs, first * row_length + col * cin, row_length, count, kw * cin,
+               h_weights[layer], zero, low, n, pre, zero, zero)
+        _lanes(inputs, first * row_length + col * cin, row_length, count, kw * cin,
+               h_weights[layer], zero, width + low, n, pre, zero, n)
+        for j in range(count):
+            gates = gated[first + j, layer * width + low:layer * width + high]
             # Separate loops for the two tanh's, so that the branch is not taken per element.
             if fast_tanh:
                 for o in range(n):
-                    gates[o] = _fast_tanh(pre_a[j, o]) * (_ONE + _fast_tanh(pre_b[j, o]))
+                    gates[o] = _fast_tanh(pre[j, o]) * (_ONE + _fast_tanh(pre[j, n + o]))
             else:
                 for o in range(n):
-                    gates[o] = math.tanh(pre_a[j, o]) * (1.0 + math.tanh(pre_b[j, o]))
+                    gates[o] = math.tanh(pre[j, o]) * (1.0 + math.tanh(pre[j, n + o]))
         if layer + 1 == layers:
             break
         base = (col + kws[layer + 1] - 1) * width + low
@@ -212,23 +268,21 @@ def _group_column(first, count, col, low, high, hin, cins, kws, h_weights_t, lin
                 for o in range(n):
                     out[o] = 0.5 * gates[o]
             continue
-        for j in range(count):  # the whole gate: group g's residual reads groups <= g
-            gates = gated[first + j, layer * width:(layer + 1) * width]
-            for o in range(width):
-                gate[j, o] = gates[o]
-        _group_products(gate, count, res_weights_t[layer, low:high], residual)
         centre = (col + kw - 1) * width + low
         biases = res_biases[layer, low:high]
-        for j in range(count):
+        for j in range(count):  # the residual path and its bias, then the gate's product
             x = hin[layer, first + j][centre:centre + n]
             out = hin[layer + 1, first + j][base:base + n]
             for o in range(n):
-                out[o] = x[o] + biases[o] + residual[j, o]
+                out[o] = x[o] + biases[o]
+        # Group g's residual reads the whole gate (groups <= g), where it lies in `gated`.
+        _lanes(flat_gated, first * depth + layer * width, depth, count, width,
+               res_weights[layer], zero, low, n, hin[layer + 1], first, base)
 
 
 def _sample_share(first, end, shared, row, col, channel, last_col, known_row, hin, cins, kws,
-                  h_weights_t, link_rows, res_weights_t, res_biases, gated, fast_tanh,
-                  skip_weight_t, skip_bias, w1_t, b1, w2_t, b2, bernoulli, temperature,
+                  h_weights, link_rows, res_weights, res_biases, gated, fast_tanh,
+                  skip_weight, skip_bias, w1, b1, w2, b2, bernoulli, temperature,
                   top_level, uniforms, values, probs):
     """Sample row `row` from (col, channel) through last_col, in raster order, for candidate
     states first .. end-1: the horizontal stack at each column (_group_column), then at an
@@ -243,23 +297,23 @@ def _sample_share(first, end, shared, row, col, channel, last_col, known_row, hi
 
     Candidates are independent and the kernel holds no lock: several threads may each run
     a share of them at once (model/fast.py does, one share per core)."""
-    channels = w2_t.shape[0]
-    logits = np.empty((gated.shape[0], w2_t.shape[1]), gated.dtype)
+    channels = w2.shape[0]
+    logits = np.empty((gated.shape[0], w2.shape[2]), gated.dtype)
     first_input = kws[0] - 1  # hin[0]'s columns are padded on the left by kw - 1
     width = gated.shape[1] // hin.shape[0]
     group = width // channels  # hidden channels per colour group
     every = group - group  # 0, computed: a literal 0 would make Numba compile a second copy
-    scratch = _scratch(gated, h_weights_t, skip_weight_t, w1_t, w2_t)
-    skip = np.zeros((gated.shape[0], skip_weight_t.shape[0]), gated.dtype)
-    hidden = np.zeros((gated.shape[0], w1_t.shape[0]), gated.dtype)
+    scratch = np.empty(LARGEST_GROUP * 2 * width, gated.dtype)  # see _group_column
+    skip = np.zeros((gated.shape[0], skip_weight.shape[1]), gated.dtype)
+    hidden = np.zeros((gated.shape[0], w1.shape[1]), gated.dtype)
     drawn = 0
     for c in range(col, last_col + 1):
         if known_row[c]:  # its value is in hin[0] already: the stack, for the columns after
             g = first
             while g < end:
                 count = _group_size(end - g)
-                _group_column(g, count, c, every, width, hin, cins, kws, h_weights_t,
-                              link_rows, res_weights_t, res_biases, gated, fast_tanh, scratch)
+                _group_column(g, count, c, every, width, hin, cins, kws, h_weights,
+                              link_rows, res_weights, res_biases, gated, fast_tanh, scratch)
                 g += count
             continue
         # G and B see the values just drawn for this pixel: their groups are computed after.
@@ -272,11 +326,10 @@ def _sample_share(first, end, shared, row, col, channel, last_col, known_row, hi
             while g < end:
                 count = _group_size(end - g)
                 _group_column(g, count, c, ch * group, (ch + 1) * group, hin, cins, kws,
-                              h_weights_t, link_rows, res_weights_t, res_biases, gated,
+                              h_weights, link_rows, res_weights, res_biases, gated,
                               fast_tanh, scratch)
-                _group_head(g, count, head_low, (ch + 1) * group, gated, skip_weight_t,
-                            skip_bias, w1_t, b1, w2_t[ch], b2[ch], skip, hidden, scratch,
-                            logits)
+                _group_head(g, count, head_low, (ch + 1) * group, gated, skip_weight,
+                            skip_bias, w1, b1, w2[ch], b2[ch], skip, hidden, logits)
                 g += count
             drawn += 1
             if _draw_values(first, end, shared, row, c, ch, logits, bernoulli, temperature,
@@ -421,10 +474,10 @@ def _draw(probs, uniform):
     return min(passed, levels - 1)
 
 
-def _group_head(first, count, low, high, gated, skip_weight_t, skip_bias, w1_t, b1, w2_t, b2,
-                skip, hidden, scratch, logits):
+def _group_head(first, count, low, high, gated, skip_weight, skip_bias, w1, b1, w2, b2, skip,
+                hidden, logits):
     """One channel's logits from every layer's gate (the skip sum, then the head), for
-    candidates first .. first + count - 1.
+    candidates first .. first + count - 1. Weights are (inputs, outputs).
 
     skip and hidden (B, w) hold each candidate's head activations at the current pixel. Of
     a colour model's, only this channel's colour group, rows low .. high-1, is computed: the
@@ -435,148 +488,45 @@ def _group_head(first, count, low, high, gated, skip_weight_t, skip_bias, w1_t, 
     weights are zero): what they hold (a previous pixel's values, finite) never reaches a
     result. Without colour groups low is 0 and high the width: every row."""
     n = high - low
-    part = scratch[0][:LARGEST_GROUP * n].reshape(LARGEST_GROUP, n)
-    _group_products(gated[first:first + count], count, skip_weight_t[low:high], part)
-    biases = skip_bias[low:high]  # (slices first: see _group_column)
-    for j in range(count):
-        row = skip[first + j][low:high]
-        for o in range(n):
-            row[o] = max(part[j, o] + biases[o], 0.0)
-    _group_products(skip[first:first + count], count, w1_t[low:high], part)
-    biases = b1[low:high]
-    for j in range(count):
-        row = hidden[first + j][low:high]
-        for o in range(n):
-            row[o] = max(part[j, o] + biases[o], 0.0)
-    outputs = w2_t.shape[0]
-    out = scratch[1][:LARGEST_GROUP * outputs].reshape(LARGEST_GROUP, outputs)
-    _group_products(hidden[first:first + count], count, w2_t, out)
+    zero = n - n  # 0, computed: a literal argument would make Numba compile another _lanes
+    for target, source, weights, biases in ((skip, gated, skip_weight, skip_bias),
+                                            (hidden, skip, w1, b1)):
+        steps = source.shape[1]
+        for j in range(count):  # the bias, then the product, then the ReLU
+            row = target[first + j][low:high]  # (slices first: see _group_column)
+            bias = biases[low:high]
+            for o in range(n):
+                row[o] = bias[o]
+        _lanes(source.reshape(-1), first * steps, steps, count, steps, weights, zero, low, n,
+               target, first, low)
+        for j in range(count):
+            row = target[first + j][low:high]
+            for o in range(n):
+                row[o] = max(row[o], 0.0)
+    outputs = w2.shape[1]
     for j in range(count):
         for o in range(outputs):
-            logits[first + j, o] = out[j, o] + b2[o]
+            logits[first + j, o] = b2[o]
+    steps = hidden.shape[1]
+    _lanes(hidden.reshape(-1), first * steps, steps, count, steps, w2, zero, zero, outputs,
+           logits, first, zero)
 
 
-def _scratch(gated, h_weights_t, skip_weight_t, w1_t, w2_t):
-    """The per-call work arrays of _group_column and _group_head, made once per kernel call
-    (a row), not once per pixel-channel: five rows, each long enough for the largest group's
-    widest vectors. Zeros: a window's padding is read (against zero weights) before anything
-    is written there."""
-    longest = max(gated.shape[1] // h_weights_t.shape[0], h_weights_t.shape[2],
-                  skip_weight_t.shape[0], w1_t.shape[0], w2_t.shape[1])
-    return np.zeros((5, LARGEST_GROUP * longest), gated.dtype)
-
-
-def _window_products(x, start, step, count, n, weights_t, w_start, out):
-    """out[j, o] += x[start + j * step:][:n] . weights_t[o, w_start:w_start + n] for the
-    positions j < count and every output o: a product whose input rows overlap (a
-    convolution's windows, read where they lie in a padded row, no copy made).
-
-    Four positions and two outputs at a time: eight independent sums, each weight loaded
-    once for four positions (measured alone: 25 GMAC/s for 28 positions x 192 inputs x 64
-    outputs, against 19 for NumPy's BLAS on the copied windows, and against 13 for the
-    horizontal stack's two-candidate products)."""
-    n_out = out.shape[1]
-    blocked = count - count % 4
-    paired = n_out - n_out % 2
-    # Indexed by loop counters only (slices taken first): an index that might be negative
-    # gets a wrap-around check, which stops the loops' vectorisation (3 GMAC/s, not 25).
-    for j in range(0, blocked, 4):
-        s0 = start + j * step
-        x0s, x1s = x[s0:s0 + n], x[s0 + step:s0 + step + n]
-        x2s, x3s = x[s0 + 2 * step:s0 + 2 * step + n], x[s0 + 3 * step:s0 + 3 * step + n]
-        for o in range(0, paired, 2):
-            us, vs = weights_t[o, w_start:w_start + n], weights_t[o + 1, w_start:w_start + n]
-            a0, a1, a2, a3 = out[j, o], out[j + 1, o], out[j + 2, o], out[j + 3, o]
-            b0, b1, b2, b3 = out[j, o + 1], out[j + 1, o + 1], out[j + 2, o + 1], \
-                out[j + 3, o + 1]
-            for i in range(n):
-                u, v = us[i], vs[i]
-                x0, x1, x2, x3 = x0s[i], x1s[i], x2s[i], x3s[i]
-                a0 += x0 * u
-                a1 += x1 * u
-                a2 += x2 * u
-                a3 += x3 * u
-                b0 += x0 * v
-                b1 += x1 * v
-                b2 += x2 * v
-                b3 += x3 * v
-            out[j, o], out[j + 1, o], out[j + 2, o], out[j + 3, o] = a0, a1, a2, a3
-            out[j, o + 1], out[j + 1, o + 1], out[j + 2, o + 1], out[j + 3, o + 1] = \
-                b0, b1, b2, b3
-    for j in range(count):  # the positions left over, and for all, an odd last output
-        xs = x[start + j * step:start + j * step + n]
-        for o in range(paired if j < blocked else 0, n_out):
-            us = weights_t[o, w_start:w_start + n]
-            acc = out[j, o]
-            for i in range(n):
-                acc += xs[i] * us[i]
-            out[j, o] = acc
-
-
-def _two_row_products(x, start, gap, step, count, n, weights_t, w_start, out):
-    """_window_products for two rows of a kernel at once: position j's windows start at
-    start + j * step and `gap` further on, and meet weights_t[:, w_start:][:, :2n]. One sum
-    per output over both (measured alone, a 3 x 3 kernel's two rows of 32 channels for 28
-    positions and 64 outputs: 20 GMAC/s, against 16 for the rows one after the other: each
-    sum's final reduction is paid once)."""
-    n_out = out.shape[1]
-    blocked = count - count % 4
-    paired = n_out - n_out % 2
-    for j in range(0, blocked, 4):
-        s0, t0 = start + j * step, start + gap + j * step
-        x0s, x1s = x[s0:s0 + n], x[s0 + step:s0 + step + n]
-        x2s, x3s = x[s0 + 2 * step:s0 + 2 * step + n], x[s0 + 3 * step:s0 + 3 * step + n]
-        y0s, y1s = x[t0:t0 + n], x[t0 + step:t0 + step + n]
-        y2s, y3s = x[t0 + 2 * step:t0 + 2 * step + n], x[t0 + 3 * step:t0 + 3 * step + n]
-        for o in range(0, paired, 2):
-            us, vs = weights_t[o, w_start:w_start + n], weights_t[o + 1, w_start:w_start + n]
-            u2s = weights_t[o, w_start + n:w_start + 2 * n]
-            v2s = weights_t[o + 1, w_start + n:w_start + 2 * n]
-            a0, a1, a2, a3 = out[j, o], out[j + 1, o], out[j + 2, o], out[j + 3, o]
-            b0, b1, b2, b3 = out[j, o + 1], out[j + 1, o + 1], out[j + 2, o + 1], \
-                out[j + 3, o + 1]
-            for i in range(n):
-                u, v, u2, v2 = us[i], vs[i], u2s[i], v2s[i]
-                x0, x1, x2, x3 = x0s[i], x1s[i], x2s[i], x3s[i]
-                y0, y1, y2, y3 = y0s[i], y1s[i], y2s[i], y3s[i]
-                a0 += x0 * u + y0 * u2
-                a1 += x1 * u + y1 * u2
-                a2 += x2 * u + y2 * u2
-                a3 += x3 * u + y3 * u2
-                b0 += x0 * v + y0 * v2
-                b1 += x1 * v + y1 * v2
-                b2 += x2 * v + y2 * v2
-                b3 += x3 * v + y3 * v2
-            out[j, o], out[j + 1, o], out[j + 2, o], out[j + 3, o] = a0, a1, a2, a3
-            out[j, o + 1], out[j + 1, o + 1], out[j + 2, o + 1], out[j + 3, o + 1] = \
-                b0, b1, b2, b3
-    for j in range(count):  # the positions left over, and for all, an odd last output
-        xs = x[start + j * step:start + j * step + n]
-        ys = x[start + gap + j * step:start + gap + j * step + n]
-        for o in range(paired if j < blocked else 0, n_out):
-            us = weights_t[o, w_start:w_start + n]
-            u2s = weights_t[o, w_start + n:w_start + 2 * n]
-            acc = out[j, o]
-            for i in range(n):
-                acc += xs[i] * us[i] + ys[i] * u2s[i]
-            out[j, o] = acc
-
-
-def _vertical_share(first, end, r0, r1, vin_all, khs, ks, cins, v_weights_t, v_biases,
-                    links_t, h_biases, link_all, fast_tanh):
+def _vertical_share(first, end, r0, r1, vin_all, khs, ks, cins, v_weights, v_biases,
+                    links, h_biases, link_all, fast_tanh):
     """The vertical stack of finished rows r0 .. r1-1 for candidate states first .. end-1,
     and the link the last of them gives the row below it (GatedStepper._vertical's maths).
 
     Arrays arrive stacked per layer and flattened: vin_all (L, B, padded rows * padded
     columns * cin), each layer's input padded for its kh x k kernel (rows r .. r+kh-1 of
     layer i's are what output row r reads; layer i's gates go to layer i+1's); weights
-    (L, 2w, longest window) ordered (kh, k, cin) as a padded row lays a window out; biases
-    (L, 2w); links_t (L, 2w, 2w); link_all (L, B, W * 2w). As in the horizontal stack, the
+    (L, longest window, 2w), rows ordered (kh, k, cin) as a padded row lays a window out; biases
+    (L, 2w); links (L, 2w, 2w); link_all (L, B, W * 2w). As in the horizontal stack, the
     b half arrives halved: tanh(a) * (1 + tanh(b/2)) is twice the gate, and the next
     layer's weights carry the 1/2. Candidates are independent: shares of them may run on
     several threads at once."""
     layers = vin_all.shape[0]
-    outputs = v_weights_t.shape[1]
+    outputs = v_weights.shape[2]
     half = outputs // 2
     width = link_all.shape[2] // outputs
     pre = np.empty((width, outputs), vin_all.dtype)
@@ -590,15 +540,11 @@ def _vertical_share(first, end, r0, r1, vin_all, khs, ks, cins, v_weights_t, v_b
                 for c in range(width):
                     for o in range(outputs):
                         pre[c, o] = v_biases[layer, o]
-                # Each kernel row's windows lie in one padded row: two such rows at a time.
+                # Each kernel row's windows lie in one padded row, a window every cin.
                 row_length = (width + k - 1) * cin
-                kh = khs[layer]
-                for dy in range(0, kh - 1, 2):
-                    _two_row_products(vin_all[layer, b], (r + dy) * row_length, row_length, cin,
-                                      width, n, v_weights_t[layer], dy * n, pre)
-                if kh % 2:
-                    _window_products(vin_all[layer, b], (r + kh - 1) * row_length, cin, width,
-                                     n, v_weights_t[layer], (kh - 1) * n, pre)
+                for dy in range(khs[layer]):
+                    _lanes(vin_all[layer, b], (r + dy) * row_length, cin, width, n,
+                           v_weights[layer], dy * n, start, outputs, pre, start, start)
                 if layer + 1 < layers:
                     out = vin_all[layer + 1, b]
                     k_next = ks[layer + 1]
@@ -619,8 +565,8 @@ def _vertical_share(first, end, r0, r1, vin_all, khs, ks, cins, v_weights_t, v_b
                     for c in range(width):
                         for o in range(outputs):
                             link[c, o] = h_biases[layer, o]
-                    _window_products(flat_pre, start, outputs, width, outputs, links_t[layer],
-                                     start, link)
+                    _lanes(flat_pre, start, outputs, width, outputs, links[layer], start,
+                           start, outputs, link, start, start)
 
 
 def cache_report() -> str | None:
@@ -677,18 +623,14 @@ def _jit(function, **options):
 
 
 if AVAILABLE:
+    _tile = intrinsic(_tile_typer)
     # The small helpers are inlined where they are used. The per-group functions are
     # compiled on their own: inlined into the kernels, they made Numba's compilation (the
     # first start of a new installation waits for it) about three times longer.
-    _products, _pair_products, _fast_tanh = (
-        numba.njit(inline="always", **_OPTIONS)(f)
-        for f in (_products, _pair_products, _fast_tanh))
-    _window_products, _two_row_products = (
-        _jit(f) for f in (_window_products, _two_row_products))
-    _scratch, _group_size = (numba.njit(inline="always", **_OPTIONS)(f)
-                             for f in (_scratch, group_size))
-    _group_products, _group_column, _group_head, _sample_share = (
-        _jit(f) for f in (_group_products, _group_column, _group_head, _sample_share))
+    _fast_tanh, _group_size = (numba.njit(inline="always", **_OPTIONS)(f)
+                               for f in (_fast_tanh, group_size))
+    _lanes, _group_column, _group_head, _sample_share = (
+        _jit(f) for f in (_lanes, _group_column, _group_head, _sample_share))
     # The distributions are computed as NumPy computes them: no fastmath here.
     _block_sum = numba.njit(inline="always", error_model="numpy")(_block_sum)
     _pairwise_sum, _probabilities, _draw, _draw_values = (

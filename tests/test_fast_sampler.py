@@ -299,6 +299,30 @@ def test_the_compiled_kernels_turn_logits_into_values_as_numpy_does():
 
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="Numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_lane_products_are_numpys_products_for_every_tile_shape(dtype):
+    """kernels._lanes adds rows of inputs (here overlapping windows of one padded row, as the
+    vertical stack reads them) times a block of a weight matrix into a block of its output,
+    in tiles of 1 to 5 rows and 1 to 2 vectors of outputs: every count of rows and of
+    outputs, offsets everywhere, and nothing outside the block touched."""
+    rng = np.random.default_rng(0)
+    tolerance = 1e-4 if dtype == np.float32 else 1e-12
+    for count in (1, 2, 3, 4, 5, 6, 9, 24):
+        for n_cols in (1, 3, 8, 16, 17, 31, 33, 47, 96):
+            n, step, x_start, w_row, w_col, out_row, out_col = 20, 3, 5, 2, 4, 1, 3
+            x = rng.standard_normal(x_start + step * count + n).astype(dtype)
+            w = rng.standard_normal((w_row + n + 3, w_col + n_cols + 5)).astype(dtype)
+            out = rng.standard_normal((out_row + count + 2, out_col + n_cols + 4)).astype(dtype)
+            windows = np.stack([x[x_start + j * step:][:n] for j in range(count)])
+            expected = out.copy()
+            expected[out_row:out_row + count, out_col:out_col + n_cols] += (
+                windows.astype(np.float64) @ w[w_row:w_row + n, w_col:w_col + n_cols])
+            kernels._lanes(x, x_start, step, count, n, w, w_row, w_col, n_cols, out, out_row,
+                           out_col)
+            np.testing.assert_allclose(out, expected, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="Numba is not installed")
 def test_candidates_dealt_out_over_several_cores_get_one_cores_samples(monkeypatch):
     from model import fast
 
@@ -324,8 +348,8 @@ def test_candidates_taken_in_groups_draw_the_reference_samples(
         monkeypatch, channels, distribution, candidates):
     from model import fast
 
-    # On one core the kernels take 5 candidates as one group of five (four at a time, each
-    # weight loaded once for the four, and the fifth after them), and 6 as four and two.
+    # On one core the kernels take 5 candidates as one group of five (each weight loaded
+    # once for the five), and 6 as four and two.
     monkeypatch.setattr(fast, "cores", lambda: 1)
     assert [fast._chunks(n) for n in (5, 6, 9)] == [[(0, 5)], [(0, 4), (4, 6)], [(0, 4), (4, 9)]]
     model, image = problem(3, channels=channels, distribution=distribution, height=6, width=7,
