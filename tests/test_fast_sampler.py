@@ -300,11 +300,16 @@ def test_the_compiled_kernels_turn_logits_into_values_as_numpy_does():
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="Numba is not installed")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_the_lane_products_are_numpys_products_for_every_tile_shape(dtype):
+@pytest.mark.parametrize("vector_bytes", [32, 64])
+def test_the_lane_products_are_numpys_products_for_every_tile_shape(
+        monkeypatch, dtype, vector_bytes):
     """kernels._lanes adds rows of inputs (here overlapping windows of one padded row, as the
     vertical stack reads them) times a block of a weight matrix into a block of its output,
     in tiles of 1 to 5 rows and 1 to 2 vectors of outputs: every count of rows and of
-    outputs, offsets everywhere, and nothing outside the block touched."""
+    outputs, offsets everywhere, and nothing outside the block touched. Both vector sizes
+    are compiled here, whichever this machine has: AVX2 machines get the 32-byte tiles."""
+    monkeypatch.setattr(kernels, "VECTOR_BYTES", vector_bytes)
+    lanes = numba.njit(kernels._lanes.py_func)  # compiled anew, with this vector size
     rng = np.random.default_rng(0)
     tolerance = 1e-4 if dtype == np.float32 else 1e-12
     for count in (1, 2, 3, 4, 5, 6, 9, 24):
@@ -317,9 +322,13 @@ def test_the_lane_products_are_numpys_products_for_every_tile_shape(dtype):
             expected = out.copy()
             expected[out_row:out_row + count, out_col:out_col + n_cols] += (
                 windows.astype(np.float64) @ w[w_row:w_row + n, w_col:w_col + n_cols])
-            kernels._lanes(x, x_start, step, count, n, w, w_row, w_col, n_cols, out, out_row,
-                           out_col)
+            lanes(x, x_start, step, count, n, w, w_row, w_col, n_cols, out, out_row, out_col)
             np.testing.assert_allclose(out, expected, rtol=tolerance, atol=tolerance)
+    # The widest tile is two vectors of this size, and none wider was made.
+    code = "".join(lanes.inspect_llvm().values())
+    widest = 2 * vector_bytes // np.dtype(dtype).itemsize
+    element = "float" if dtype == np.float32 else "double"
+    assert f"<{widest} x {element}>" in code and f"<{2 * widest} x {element}>" not in code
 
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="Numba is not installed")
