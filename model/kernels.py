@@ -30,6 +30,19 @@ except ImportError:  # pragma: no cover - exercised where numba is absent
 AVAILABLE = numba is not None
 
 
+# Candidates are independent; the kernels take them in groups (one tile of rows) only to
+# share weight loads. A fifth left over joins the group of four before it (9 candidates: 4
+# and 5, not 4, 4 and 1): a horizontal layer's product for five costs 1.3 times that for
+# four, and alone the fifth would cost half what the four do.
+GROUP = 4
+LARGEST_GROUP = GROUP + 1
+
+
+def group_size(left):
+    """How many of the `left` candidates the next group takes."""
+    return left if left == LARGEST_GROUP else min(GROUP, left)
+
+
 # Products with the outputs in vector lanes. Every product here is a few rows of inputs (the
 # candidates of a group, or a convolution's positions) times a small matrix of weights laid
 # out (inputs, outputs). A tile holds a block of outputs for up to five rows in registers
@@ -50,7 +63,6 @@ def _vector_bytes():
 
 
 VECTOR_BYTES = _vector_bytes() if AVAILABLE else 32
-TILE_ROWS = 5  # a group's largest size (LARGEST_GROUP); longer products go four rows a time
 
 
 def _emit_tile(context, builder, rows, width, dtype, x, x_start, x_step, n, w, w_row, w_col,
@@ -103,9 +115,15 @@ def _emit_tile(context, builder, rows, width, dtype, x, x_start, x_step, n, w, w
         builder.store(builder.load(total), target, align=size)
 
 
+def widest_tile(itemsize):
+    """How many outputs the widest tile holds: two vectors' worth."""
+    return 2 * VECTOR_BYTES // itemsize
+
+
 def _tile_widths(dtype):
-    """The widths tiles come in: two vectors' worth of outputs, then halving down to one."""
-    widths, width = [], 2 * VECTOR_BYTES // (dtype.bitwidth // 8)
+    """The widths tiles come in: the widest, then halving down to one output (_lanes takes
+    them in that order)."""
+    widths, width = [], widest_tile(dtype.bitwidth // 8)
     while width:
         widths.append(width)
         width //= 2
@@ -115,7 +133,7 @@ def _tile_widths(dtype):
 def _tile_typer(typingctx, rows, width, x, x_start, x_step, n, w, w_row, w_col, out, out_row,
                 out_col):
     """_tile(rows, width, x, x_start, x_step, n, w, w_row, w_col, out, out_row, out_col):
-    one tile of _lanes (see _emit_tile), `rows` from 1 to TILE_ROWS and `width` one of
+    one tile of _lanes (see _emit_tile), `rows` from 1 to LARGEST_GROUP and `width` one of
     _tile_widths (any other pair does nothing; _lanes asks for no other). x is
     one-dimensional, w and out two-dimensional, all C-contiguous and of one float type."""
     arrays = (x, w, out)
@@ -135,7 +153,7 @@ def _tile_typer(typingctx, rows, width, x, x_start, x_step, n, w, w_row, w_col, 
         done = builder.append_basic_block("tile.done")
         key = builder.add(builder.mul(ints[0], ir.Constant(ir.IntType(64), 1024)), ints[1])
         switch = builder.switch(key, done)
-        for rows_ in range(1, TILE_ROWS + 1):
+        for rows_ in range(1, LARGEST_GROUP + 1):
             for width_ in _tile_widths(dtype):
                 block = builder.append_basic_block(f"tile.{rows_}x{width_}")
                 switch.add_case(ir.Constant(ir.IntType(64), rows_ * 1024 + width_), block)
@@ -152,9 +170,10 @@ def _tile_typer(typingctx, rows, width, x, x_start, x_step, n, w, w_row, w_col, 
 def _lanes(x, x_start, x_step, count, n, w, w_row, w_col, n_cols, out, out_row, out_col):
     """out[out_row + j, out_col + o] += x[x_start + j * x_step:][:n] . w[w_row:][:n, w_col + o]
     for rows j < count and outputs o < n_cols. The rows may overlap (a convolution's windows,
-    read where they lie in a padded row: no copy made). Tiles of up to TILE_ROWS rows (a
-    longer product, four at a time), each as wide as the outputs left allow."""
-    widest = 2 * VECTOR_BYTES // x.itemsize
+    read where they lie in a padded row: no copy made). Tiles as group_size takes
+    candidates (five rows at most; a longer product, four at a time), each as wide as the
+    outputs left allow."""
+    widest = _widest_tile(x.itemsize)
     o = 0
     while o < n_cols:
         width = widest
@@ -162,7 +181,7 @@ def _lanes(x, x_start, x_step, count, n, w, w_row, w_col, n_cols, out, out_row, 
             width //= 2
         j = 0
         while j < count:
-            rows = count - j if count - j <= TILE_ROWS else GROUP
+            rows = _group_size(count - j)
             _tile(rows, width, x, x_start + j * x_step, x_step, n, w, w_row, w_col + o, out,
                   out_row + j, out_col + o)
             j += rows
@@ -188,19 +207,6 @@ def _fast_tanh(x):
     p = (((_P[4] * s + _P[3]) * s + _P[2]) * s + _P[1]) * s + _P[0]
     q = (((_Q[4] * s + _Q[3]) * s + _Q[2]) * s + _Q[1]) * s + _Q[0]
     return x * p / q
-
-
-# Candidates are independent; the kernels take them in groups (one tile of rows) only to
-# share weight loads. A fifth left over joins the group of four before it (9 candidates: 4
-# and 5, not 4, 4 and 1): a horizontal layer's product for five costs 1.3 times that for
-# four, and alone the fifth would cost half what the four do.
-GROUP = 4
-LARGEST_GROUP = GROUP + 1
-
-
-def group_size(left):
-    """How many of the `left` candidates the next group takes."""
-    return left if left == LARGEST_GROUP else min(GROUP, left)
 
 
 def _group_column(first, count, col, low, high, hin, cins, kws, h_weights, link_rows,
@@ -629,8 +635,8 @@ if AVAILABLE:
     # The small helpers are inlined where they are used. The per-group functions are
     # compiled on their own: inlined into the kernels, they made Numba's compilation (the
     # first start of a new installation waits for it) about three times longer.
-    _fast_tanh, _group_size = (numba.njit(inline="always", **_OPTIONS)(f)
-                               for f in (_fast_tanh, group_size))
+    _fast_tanh, _group_size, _widest_tile = (numba.njit(inline="always", **_OPTIONS)(f)
+                                             for f in (_fast_tanh, group_size, widest_tile))
     _lanes, _group_column, _group_head, _sample_share = (
         _jit(f) for f in (_lanes, _group_column, _group_head, _sample_share))
     # The distributions are computed as NumPy computes them: no fastmath here.
