@@ -54,12 +54,31 @@ class ImageModel(nn.Module):
 
     def forward(self, x: torch.Tensor, labels=None) -> torch.Tensor:
         c = self.config
-        batch, channels, height, width = x.shape
+        _, channels, height, width = x.shape
         if (channels, height, width) != (c.channels, c.height, c.width):
             raise ValueError(
                 f"Image of shape {channels}x{height}x{width} does not fit a model for "
                 f"{c.channels}x{c.height}x{c.width} images."
             )
+        return self._logits(x, labels)
+
+    def top_rows_logits(self, x: torch.Tensor, labels=None) -> torch.Tensor:
+        """The logits of the first rows of images: x is (B, C, rows, W) with 1 <= rows <=
+        height, the images' top rows. Each row's logits depend only on the rows up to it,
+        so these are exactly those rows of `forward` on the whole images, at rows/height
+        of the cost (what a likelihood of the pixels above a hole needs)."""
+        c = self.config
+        _, channels, rows, width = x.shape
+        if (channels, width) != (c.channels, c.width) or not 1 <= rows <= c.height:
+            raise ValueError(
+                f"Rows of shape {channels}x{rows}x{width} are not the top rows of a "
+                f"{c.channels}x{c.height}x{c.width} image."
+            )
+        return self._logits(x, labels)
+
+    def _logits(self, x: torch.Tensor, labels) -> torch.Tensor:
+        c = self.config
+        batch, _, height, width = x.shape
         out = self.features(self.scale_input(x), self.class_index(labels, batch, x.device))
         if c.distribution == "bernoulli":
             return out

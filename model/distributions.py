@@ -19,8 +19,12 @@ from .base import ImageModel
 
 def value_nats(model: ImageModel, x: torch.Tensor, labels=None) -> torch.Tensor:
     """-log p of every value given everything before it, in nats: shape (B, C, H, W)."""
-    logits = model(x, labels)
-    if model.config.distribution == "bernoulli":
+    return nats_of_values(model.config.distribution, model(x, labels), x)
+
+
+def nats_of_values(distribution: str, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """-log p of each value of x (B, C, H, W) under its logits, in nats: (B, C, H, W)."""
+    if distribution == "bernoulli":
         return F.binary_cross_entropy_with_logits(logits, x.to(logits.dtype), reduction="none")
     # logits (B, C, K, H, W): the class dimension is dim 2
     return F.cross_entropy(logits.transpose(1, 2), x.long(), reduction="none")

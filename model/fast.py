@@ -293,7 +293,7 @@ class GatedStepper:
         self.known = np.ascontiguousarray(task.known)
         self.vertical_done = 0  # rows whose vertical stack is computed
         self.hin_row = None  # the row whose pixels the horizontal stack's input holds
-        cfg, label = task.config, task.class_label
+        cfg, label = task.config, task.classes.label  # one class for all (see _by_class)
         class_index = None
         if cfg.num_classes:
             class_index = cfg.num_classes if label is None else label
@@ -841,6 +841,35 @@ def _windowed_steps(model: PixelCNN, task: SamplingTask, device) -> Iterator[Pix
             yield from task.sample(row, col, channel, logits_at(row, col, channel))
 
 
+def _by_class(task: SamplingTask, steps_of) -> Iterator[PixelSample]:
+    """The task's samples, from `steps_of(task)`, or where candidates differ in class (the
+    gated stepper's state takes one class) from one part per class, merged: pixel-channel
+    by pixel-channel, candidate by candidate, the order of a single run."""
+    parts: dict = {}
+    for k, label in enumerate(task.class_labels):
+        parts.setdefault(label, []).append(k)
+    if len(parts) == 1:
+        yield from steps_of(task)
+        return
+    members = list(parts.values())
+    streams = [steps_of(task.part(candidates)) for candidates in members]
+    images, channels = task.images, task.config.channels
+    pixel_channel: list = [None] * task.candidates
+    try:
+        for row, col in task.unknown:
+            for channel in range(channels):
+                for candidates, stream in zip(members, streams, strict=True):
+                    for _ in candidates:
+                        sample = next(stream)
+                        k = candidates[sample.candidate]
+                        pixel_channel[k] = sample._replace(candidate=k)
+                        images[k, channel, row, col] = sample.value
+                yield from pixel_channel
+    finally:
+        for stream in streams:
+            stream.close()
+
+
 BACKENDS = ("compiled", "numpy", "torch")
 
 
@@ -917,7 +946,8 @@ def fast_completion(model: ImageModel, image, known=None, *, device=None,
             raise ValueError(f"Unknown backend {backend!r}; use one of {', '.join(BACKENDS)}.")
         if backend == "compiled" and not kernels.AVAILABLE:
             raise RuntimeError("The compiled backend needs Numba, which is not installed.")
-        steps = _gated_steps(GatedStepper(prepared_weights(model, backend, device), task), task)
+        weights = prepared_weights(model, backend, device)
+        steps = _by_class(task, lambda part: _gated_steps(GatedStepper(weights, part), part))
     elif isinstance(model, PixelCNN):
         steps = _windowed_steps(model, task, device)
     else:

@@ -12,7 +12,12 @@ sampler, each whole image is scored in one batched forward pass, and one candida
   candidate drawn with probability proportional to its importance weight (see
   `resampling_weights`). As N grows this is a draw from p(x_unknown | x_known) itself.
 
-Both use the class the candidates were sampled with, so score and proposal are one model.
+Each candidate is scored with the class it was sampled with, so score and proposal are one
+model. With class "auto" (model.posterior) the candidates' classes are drawn from p(class |
+the known pixels before the hole) and the weights become p(pixels after the hole | fill,
+class) of each candidate under its own class: resampling then draws from the joint posterior
+of class and fill given every known pixel, and "best" keeps the most probable pair (the
+prior over classes is uniform, so that is the largest log p(x | class)).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import torch
 
 from .base import ImageModel
 from .distributions import value_nats
-from .sampling import complete
+from .sampling import complete, label_tensor
 
 METHODS = ("best", "resample")
 
@@ -61,6 +66,7 @@ class Reranked:
     method: str                  # "best" or "resample"
     index: int                   # the chosen candidate
     seed: int                    # the completion's seed (resampling draws from it too)
+    class_labels: tuple = ()     # per candidate, the class it was sampled and scored with
 
     @property
     def image(self) -> np.ndarray:
@@ -78,16 +84,17 @@ class Reranked:
         return resampling_weights(self.evidence_loglik)
 
 
-def score(model: ImageModel, images, known, class_label=None) -> tuple[np.ndarray, np.ndarray]:
+def score(model: ImageModel, images, known, class_labels=None
+          ) -> tuple[np.ndarray, np.ndarray]:
     """(log p(x) of each image, log p of its known pixels after the first unknown one), both
-    (N,) float64 nats, from one batched forward pass on the model's device, conditioned on
-    `class_label` (None: no class) exactly as the sampler is."""
+    (N,) float64 nats, from one batched forward pass on the model's device, conditioned
+    exactly as the sampler is: on `class_labels`, one class (or None: no class) for every
+    image or a sequence of one per image."""
     images = np.asarray(images)
     after = torch.from_numpy(evidence_mask(known))
     device = next(model.parameters()).device
     x = torch.from_numpy(images).long().to(device)
-    labels = None if class_label is None else torch.full((len(images),), class_label,
-                                                         dtype=torch.long, device=device)
+    labels = label_tensor(per_image(class_labels, len(images)), device)
     was_training = model.training
     model.eval()
     try:
@@ -132,19 +139,28 @@ def check_method(method: str) -> None:
                          f"{', '.join(METHODS)}.")
 
 
+def per_image(class_labels, count: int) -> tuple:
+    """One class (or None) for every image, or a sequence of one per image, as a tuple."""
+    if class_labels is None or isinstance(class_labels, (int, np.integer)):
+        return (class_labels,) * count
+    return tuple(class_labels)
+
+
 def rank(model: ImageModel, images, known, *, method: str = "best", seed: int = 0,
-         class_label=None) -> Reranked:
+         class_labels=None) -> Reranked:
     """Score finished candidates (N, C, H, W) and choose one: for a caller that ran (and
-    perhaps animated) the completion itself, e.g. `complete(..., candidates=N)`."""
+    perhaps animated) the completion itself, e.g. `complete(..., candidates=N)`, and passes
+    the classes it sampled with (`completion.task.class_labels`; see `score`)."""
     check_method(method)
     images = np.asarray(images, dtype=np.uint8)
-    image_loglik, evidence_loglik = score(model, images, known, class_label)
+    class_labels = per_image(class_labels, len(images))
+    image_loglik, evidence_loglik = score(model, images, known, class_labels)
     index = choose(method, image_loglik, evidence_loglik, seed)
-    return Reranked(images, image_loglik, evidence_loglik, method, index, seed)
+    return Reranked(images, image_loglik, evidence_loglik, method, index, seed, class_labels)
 
 
 def rerank(model: ImageModel, image, known=None, *, candidates: int = 16, method: str = "best",
-           temperature: float = 1.0, seed: int | None = None, class_label=None,
+           temperature: float = 1.0, seed: int | None = None, class_label="auto",
            sampler: str = "fast", device=None) -> Reranked:
     """Complete `image` (C, H, W levels; (H, W) for one channel) N = `candidates` times in one
     batch and keep one completion by `method`. Candidate k is the completion that
@@ -156,4 +172,4 @@ def rerank(model: ImageModel, image, known=None, *, candidates: int = 16, method
                           class_label=class_label)
     images = completion.run()
     return rank(model, images, completion.task.known, method=method, seed=completion.seed,
-                class_label=class_label)
+                class_labels=completion.task.class_labels)

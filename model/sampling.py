@@ -9,6 +9,7 @@ between two pixels (stopping the iteration stops the work).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -17,6 +18,7 @@ import torch
 
 from .base import ImageModel
 from .distributions import draw, probabilities
+from .posterior import ClassChoice, choose_classes
 from .seeds import new_seed
 
 
@@ -27,6 +29,15 @@ class PixelSample(NamedTuple):
     channel: int
     value: int
     probs: np.ndarray  # the (temperature-adjusted) distribution the value was drawn from
+
+
+def label_tensor(class_labels, device) -> torch.Tensor | None:
+    """Per-image classes (None: no class) as the model takes them (-1: no class); None
+    when no image has a class."""
+    if all(label is None for label in class_labels):
+        return None
+    return torch.tensor([-1 if label is None else label for label in class_labels],
+                        dtype=torch.long, device=device)
 
 
 def pick_device(requested: str | None = None) -> torch.device:
@@ -49,7 +60,7 @@ class SamplingTask:
     """The inputs every sampler shares, checked once, and the images being completed."""
 
     def __init__(self, model: ImageModel, image, known=None, *, candidates: int = 1,
-                 temperature: float = 1.0, seed: int | None = None, class_label=None):
+                 temperature: float = 1.0, seed: int | None = None, class_label="auto"):
         c = model.config
         image = np.asarray(image)
         if image.ndim == 2 and c.channels == 1:
@@ -70,15 +81,13 @@ class SamplingTask:
             raise ValueError(f"Number of candidates must be at least 1, not {candidates}.")
         if not temperature >= 0:
             raise ValueError(f"Temperature must be 0 or more, not {temperature}.")
-        if class_label is not None and not 0 <= class_label < c.num_classes:
-            raise ValueError(f"Class {class_label} is not available; this model has "
-                             f"{c.num_classes} classes.")
         self.config = c
         self.known = known
         self.candidates = candidates
         self.temperature = float(temperature)
-        self.class_label = class_label
         self.seed = new_seed() if seed is None else int(seed)
+        # Each candidate's class: see model.posterior ("auto" reads the known pixels).
+        self.classes = choose_classes(model, values, known, class_label, candidates, self.seed)
         self.images = np.repeat(values[None].astype(np.uint8), candidates, axis=0)
         # One independent stream of uniforms per candidate, made on the CPU from the seed:
         # candidate k is the same whatever the device or the number of candidates.
@@ -89,10 +98,25 @@ class SamplingTask:
         rows, cols = np.nonzero(~known)
         self.unknown = list(zip(rows.tolist(), cols.tolist(), strict=False))  # raster order
 
+    @property
+    def class_labels(self) -> tuple:
+        """Per candidate, the class it is conditioned on (None: no class)."""
+        return self.classes.labels
+
     def labels(self, device) -> torch.Tensor | None:
-        if self.class_label is None:
-            return None
-        return torch.full((self.candidates,), self.class_label, dtype=torch.long, device=device)
+        """The candidates' classes as the model takes them (-1: no class), or None."""
+        return label_tensor(self.class_labels, device)
+
+    def part(self, candidates: list[int]) -> SamplingTask:
+        """The task of some of the candidates only: the same pixels, seed and settings, and
+        each candidate with its own class and stream of uniforms."""
+        part = copy.copy(self)
+        part.candidates = len(candidates)
+        part.classes = ClassChoice(tuple(self.class_labels[k] for k in candidates),
+                                   self.classes.policy, self.classes.posterior)
+        part.images = self.images[candidates].copy()
+        part.uniforms = self.uniforms[candidates]
+        return part
 
     def sample(self, row: int, col: int, channel: int, logits: np.ndarray) -> list[PixelSample]:
         """Draw one value per candidate from that pixel-channel's logits and write it."""
