@@ -1,7 +1,8 @@
 """Complete pictures from the command line, without a window and without importing Qt.
 
     python main.py complete INPUT... --output DIR (--mask MASK | --erase-below ROW)
-        [--model NAME] [--candidates N] [--seed S] [--temperature T] [--class C]
+        [--model NAME] [--candidates N] [--seed S] [--temperature T]
+        [--class auto|likely|drawn|any|C]
         [--sampler fast|reference] [--device cpu|cuda|mps] [--invert auto|yes|no]
         [--rerank N [--rerank-method best|resample]] [--json]
 
@@ -51,6 +52,7 @@ from .images import (
     write_png,
 )
 from .io import ModelFileError, load_model, model_paths
+from .posterior import AUTO_POLICIES
 from .registry import DEFAULT_MODEL, bundled_models, resolve_model
 from .rerank import METHODS, rerank
 from .sampling import SAMPLERS, complete, pick_device
@@ -135,8 +137,13 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
                         help="random seed, the same for every input (default: a new one)")
     parser.add_argument("--temperature", type=temperature, default=1.0, metavar="T",
                         help="below 1 sharper, above 1 more varied, 0 most likely (default: 1)")
-    parser.add_argument("--class", dest="class_label", type=whole_number(0), metavar="C",
-                        help="class to complete as, for class-conditional models")
+    parser.add_argument("--class", dest="class_label", type=class_choice, default="auto",
+                        metavar="C",
+                        help="for class-conditional models: a class number; 'auto' (the "
+                             "default) reads it from the picture, the most likely class for "
+                             "one completion and one drawn from the posterior per candidate "
+                             "for several; 'likely' or 'drawn' for one of those always; "
+                             "'any' for none")
     parser.add_argument("--sampler", choices=SAMPLERS, default="fast")
     parser.add_argument("--device", choices=DEVICES,
                         help="default: CUDA, then MPS, else the CPU")
@@ -172,6 +179,20 @@ def whole_number(minimum: int):
     return parse
 
 
+def class_choice(text: str):
+    """--class: a class number, one of the "auto" policies, or "any" (None: no class)."""
+    if text in AUTO_POLICIES:
+        return text
+    if text == "any":
+        return None
+    try:
+        return whole_number(0)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a class number nor one of {', '.join(AUTO_POLICIES)}, "
+            "any") from None
+
+
 def temperature(text: str) -> float:
     try:
         value = float(text)
@@ -200,7 +221,7 @@ def check_options(args: argparse.Namespace, config) -> None:
     if args.erase_below is not None and args.erase_below > config.height:
         raise BadInput([f"--erase-below {args.erase_below} is below the model's "
                         f"{config.height} rows; give a row from 0 to {config.height}."])
-    if args.class_label is not None and args.class_label >= config.num_classes:
+    if isinstance(args.class_label, int) and args.class_label >= config.num_classes:
         have = (f"has classes 0 to {config.num_classes - 1}" if config.num_classes
                 else "is not class-conditional")
         raise BadInput([f"--class {args.class_label} is not available: the model {have}."])
@@ -305,14 +326,18 @@ def complete_one(job: Job, model, device, output: Path, args: argparse.Namespace
         ranked = rerank(model, job.values, ~job.to_complete, candidates=args.rerank,
                         method=args.rerank_method, **options)
         images, seed = ranked.image[None], ranked.seed
+        classes = ranked.choice
         extra = {"rerank": {
             "candidates": args.rerank, "method": ranked.method, "chosen": ranked.index + 1,
+            "class": ranked.class_labels[ranked.index],
             "image_loglik": round(float(ranked.image_loglik[ranked.index]), 3),
             "evidence_loglik": round(float(ranked.evidence_loglik[ranked.index]), 3)}}
+        used = [ranked.class_labels[ranked.index]]
     else:
         completion = complete(model, job.values, ~job.to_complete,
                               candidates=args.candidates, **options)
         images, seed = completion.run(), completion.seed  # (candidates, C, H, W)
+        classes, used = completion.task.classes, list(completion.task.class_labels)
     files = []
     for name, image in zip(output_names(job.path.stem, args.candidates), images, strict=True):
         path = output / name
@@ -321,4 +346,16 @@ def complete_one(job: Job, model, device, output: Path, args: argparse.Namespace
         if not args.json:
             print(path, flush=True)
     return {"input": str(job.path), "files": files, "seed": seed,
-            "pixels_completed": int(job.to_complete.sum()) * len(images), **extra}
+            "pixels_completed": int(job.to_complete.sum()) * len(images),
+            "classes": class_summary(classes, used, model.config.num_classes), **extra}
+
+
+def class_summary(classes, used: list, num_classes: int) -> dict:
+    """What --json says of the classes: how they were chosen, the posterior they came from
+    (p(class | the known pixels before the first unknown one)) and each output's class."""
+    summary = {"policy": classes.policy, "used": used}
+    if num_classes == 0:
+        summary["note"] = "the model has no classes: completed without one"
+    if classes.posterior is not None:
+        summary["posterior"] = [round(float(p), 4) for p in classes.posterior]
+    return summary

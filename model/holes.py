@@ -1,14 +1,17 @@
 """Does hole-aware completion respect what lies under the hole?
 
     python -m model.holes --model NAME_OR_PATH --data DIR [--count 300] [--rerank 16]
-                          [--hole 14] [--seed 0] [--temperature 1.0] [--json]
+                          [--hole 10] [--seed 0] [--temperature 1.0] [--json]
 
-For each of the first --count test digits a centred square hole (--hole pixels a side; 14
-erases rows and columns 7-20 of a 28 x 28 digit) is completed without a class in three ways:
-plain raster completion, and hole-aware completion (model.rerank) keeping the best of --rerank
-candidates or resampling one. Each digit's candidates are one batch with seed + k (k the
-digit's index); candidate 0 is exactly the plain completion with that seed, so the three
-share their random numbers and differ only in the choice. For each way the report gives
+For each of the first --count test digits a centred square hole (--hole pixels a side; 10
+erases rows and columns 9-18 of a 28 x 28 digit) is completed in three ways: plain raster
+completion, and hole-aware completion (model.rerank) keeping the best of --rerank candidates
+or resampling one; and, for a class-conditional model, with three kinds of class: none, the
+digit's true class, and "auto" (model.posterior: the most likely class for the plain
+completion, a class drawn from the posterior per candidate for hole-aware completion). Each
+digit's candidates are one batch with seed + k (k the digit's index); without a class or
+with the true one, candidate 0 is exactly the plain completion with that seed, so the three
+ways share their random numbers and differ only in the choice. For each the report gives
 
 - recognised: how often the digit classifier of model.recognise names the completion as the
   original digit;
@@ -33,6 +36,8 @@ from .base import ImageModel
 from .evaluate import UsageError, load_split, positive_int, run_measurement
 from .recognise import (
     DigitClassifier,
+    class_for,
+    class_modes,
     load_digit_model,
     load_or_train_classifier,
     non_negative_float,
@@ -41,14 +46,17 @@ from .recognise import (
 from .rerank import choose, score
 from .sampling import complete
 
-ROWS = ("original", "empty", "plain", "best", "resample")
-ROW_NAMES = {
-    "original": "original digit",
-    "empty": "hole left empty",
+WAYS = ("plain", "best", "resample")
+WAY_NAMES = {
     "plain": "plain raster completion",
     "best": "hole-aware, best of N",
     "resample": "hole-aware, resampled",
 }
+CONTEXT_NAMES = {"original": "original digit", "empty": "hole left empty"}
+# The classes completions are conditioned on: none, the digit's own, or "auto" (the most
+# likely class for a plain completion, classes drawn from the posterior for hole-aware ones).
+CLASS_MODES = ("none", "true", "auto")
+CLASS_MODE_NAMES = {"none": "no class", "true": "true class", "auto": "auto class"}
 
 
 def central_hole_known(height: int, width: int, size: int) -> np.ndarray:
@@ -64,49 +72,61 @@ def central_hole_known(height: int, width: int, size: int) -> np.ndarray:
 
 
 def measure_holes(pixelcnn: ImageModel, classifier: DigitClassifier, images, labels, *,
-                  hole: int = 14, candidates: int = 16, seed: int = 0,
-                  temperature: float = 1.0,
+                  hole: int = 10, candidates: int = 16, seed: int = 0,
+                  temperature: float = 1.0, modes=CLASS_MODES,
                   progress: Callable[[int, int], None] | None = None) -> dict:
     """The measurement on (N, 1, H, W) levels and their digits; see the module docstring.
 
-    Returns per row of ROWS the recognition rate and mean evidence log-likelihood, and the
-    completions themselves ((N, 1, H, W) uint8 per completion row).
+    Returns, per class mode (only "none" for a model without classes) and per way of WAYS,
+    the recognition rate and the mean evidence log-likelihood (scored under the class each
+    completion was sampled with), the same for the original digits and the empty hole
+    (without a class), and the completions themselves ((N, 1, H, W) uint8).
     """
     images = np.asarray(images, dtype=np.uint8)
     labels = np.asarray(labels, dtype=np.int64)
     if len(images) == 0 or len(images) != len(labels):
         raise ValueError(f"Need one label per image and at least one image; got {len(images)} "
                          f"images and {len(labels)} labels.")
+    modes = class_modes(pixelcnn, modes)
     known = central_hole_known(*images.shape[-2:], hole)
-    chosen = {row: np.empty_like(images) for row in ROWS}
-    evidence = {row: np.empty(len(images)) for row in ROWS}
+    ways = [(mode, way) for mode in modes for way in WAYS]
+    chosen = {key: np.empty_like(images) for key in [*ways, "original", "empty"]}
+    evidence = {key: np.empty(len(images)) for key in chosen}
     seconds = np.empty(len(images))
-    for k, image in enumerate(images):
+    for k, (image, label) in enumerate(zip(images, labels, strict=True)):
         started = time.perf_counter()
-        batch = complete(pixelcnn, image, known, candidates=candidates, seed=seed + k,
-                         temperature=temperature, class_label=None).run()
         empty = np.where(known, image, 0).astype(np.uint8)
-        # One scoring pass for the candidates and the two context images after them.
-        image_loglik, evidence_loglik = score(pixelcnn, np.concatenate(
-            [batch, image[None], empty[None]]), known)
-        picks = {"plain": 0,
-                 "best": choose("best", image_loglik[:candidates],
-                                evidence_loglik[:candidates], seed + k),
-                 "resample": choose("resample", image_loglik[:candidates],
-                                    evidence_loglik[:candidates], seed + k)}
+        _, context = score(pixelcnn, np.stack([image, empty]), known)
+        chosen["original"][k], evidence["original"][k] = image, context[0]
+        chosen["empty"][k], evidence["empty"][k] = empty, context[1]
+        for mode in modes:
+            class_label = class_for("drawn" if mode == "auto" else mode, label)
+            batch = complete(pixelcnn, image, known, candidates=candidates, seed=seed + k,
+                             temperature=temperature, class_label=class_label)
+            batch.run()
+            images_k, classes = batch.images, batch.task.class_labels
+            if mode == "auto":  # a single completion takes the most likely class
+                plain = complete(pixelcnn, image, known, seed=seed + k,
+                                 temperature=temperature, class_label="likely")
+                images_k = np.concatenate([plain.run(), images_k])
+                classes = plain.task.class_labels + classes
+            image_loglik, evidence_loglik = score(pixelcnn, images_k, known, classes)
+            offset = len(images_k) - candidates  # candidate 0 is the plain completion
+            picks = {"plain": 0}
+            for way in ("best", "resample"):
+                picks[way] = offset + choose(way, image_loglik[offset:],
+                                             evidence_loglik[offset:], seed + k)
+            for way, index in picks.items():
+                chosen[mode, way][k], evidence[mode, way][k] = images_k[index], \
+                    evidence_loglik[index]
         seconds[k] = time.perf_counter() - started
-        for row, index in picks.items():
-            chosen[row][k], evidence[row][k] = batch[index], evidence_loglik[index]
-        chosen["original"][k], evidence["original"][k] = image, evidence_loglik[candidates]
-        chosen["empty"][k], evidence["empty"][k] = empty, evidence_loglik[candidates + 1]
         if progress:
             progress(k + 1, len(images))
 
-    results = {}
-    for row in ROWS:
-        predictions = predict(classifier, chosen[row])
-        results[row] = {"recognised_rate": float((predictions == labels).mean()),
-                        "evidence_loglik": float(evidence[row].mean())}
+    def rates(key) -> dict:
+        return {"recognised_rate": float((predict(classifier, chosen[key]) == labels).mean()),
+                "evidence_loglik": float(evidence[key].mean())}
+
     top, left = (images.shape[-2] - hole) // 2, (images.shape[-1] - hole) // 2
     return {
         "images": len(images),
@@ -115,8 +135,9 @@ def measure_holes(pixelcnn: ImageModel, classifier: DigitClassifier, images, lab
         "temperature": float(temperature),
         # The median: the first digit also pays for compiling the sampler's kernels.
         "seconds_per_image": float(np.median(seconds)),
-        "results": results,
-        "completions": {row: chosen[row] for row in ("plain", "best", "resample")},
+        "context": {key: rates(key) for key in CONTEXT_NAMES},
+        "results": {mode: {way: rates((mode, way)) for way in WAYS} for mode in modes},
+        "completions": {f"{mode}/{way}": chosen[mode, way] for mode, way in ways},
     }
 
 
@@ -144,21 +165,26 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
 
 def table(result: dict) -> str:
     hole = result["hole"]
+    modes = list(result["results"])
     lines = [
         f"{result['model']}, {result['images']} test digits, a centred {hole['size']}x"
         f"{hole['size']} hole (rows and columns {hole['rows'][0]}-{hole['rows'][1]}) completed "
-        f"without a class at temperature {result['temperature']:g}; hole-aware completion "
-        f"from {result['candidates']} candidates, {result['seconds_per_image']:.2f} s per digit "
-        f"(median):",
+        f"at temperature {result['temperature']:g}; hole-aware completion from "
+        f"{result['candidates']} candidates, {result['seconds_per_image']:.2f} s per digit "
+        f"for every row below (median). Recognised as the original digit, and in brackets "
+        f"log p(known pixels after the hole) in nats:",
         "",
-        "| completion | recognised as the original digit | log p(known pixels after the "
-        "hole), nats |",
-        "| --- | --- | --- |",
+        "| completion | " + " | ".join(CLASS_MODE_NAMES[mode] for mode in modes) + " |",
+        "| --- |" + " --- |" * len(modes),
     ]
-    for row in ROWS:
-        r = result["results"][row]
-        lines.append(f"| {ROW_NAMES[row]} | {r['recognised_rate']:.1%} | "
-                     f"{r['evidence_loglik']:.2f} |")
+    for way in WAYS:
+        cells = [result["results"][mode][way] for mode in modes]
+        lines.append(f"| {WAY_NAMES[way]} | " + " | ".join(
+            f"{c['recognised_rate']:.1%} ({c['evidence_loglik']:.2f})" for c in cells) + " |")
+    for key, name in CONTEXT_NAMES.items():
+        c = result["context"][key]
+        lines.append(f"| {name} | {c['recognised_rate']:.1%} ({c['evidence_loglik']:.2f}), "
+                     "without a class |" + " |" * (len(modes) - 1))
     lines.append(f"\nclassifier test accuracy (all test digits): "
                  f"{result['classifier_test_accuracy']:.2%}")
     return "\n".join(lines)
@@ -177,8 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="use the first N test images (default 300)")
     parser.add_argument("--rerank", type=positive_int, default=16, metavar="N",
                         help="candidates per digit for hole-aware completion (default 16)")
-    parser.add_argument("--hole", type=positive_int, default=14,
-                        help="side of the centred square hole in pixels (default 14)")
+    parser.add_argument("--hole", type=positive_int, default=10,
+                        help="side of the centred square hole in pixels (default 10)")
     parser.add_argument("--seed", type=int, default=0,
                         help="digit k is completed with seed + k (default 0)")
     parser.add_argument("--temperature", type=non_negative_float, default=1.0)

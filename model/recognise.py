@@ -5,10 +5,12 @@
 
 A small CNN, trained once on MNIST prepared exactly as the PixelCNN saw it (same data mode
 and levels), judges the completions: for each of the first --count test digits the bottom
-half is erased, the PixelCNN completes it without a class, and the classifier names the
-result. The rate of completions named as the original digit is the measure; the classifier's
-accuracy on the originals (its ceiling) and on the top halves alone (what the known pixels
-give away by themselves) put it in context.
+half is erased, the PixelCNN completes it, and the classifier names the result. The rate of
+completions named as the original digit is the measure, for each way of choosing the class
+a class-conditional model completes with (CLASS_MODES: none, the true one, or "auto" from
+the model's own posterior, most likely or drawn). The classifier's accuracy on the originals
+(its ceiling) and on the top halves alone (what the known pixels give away by themselves),
+and how often the model's posterior names the digit, put it in context.
 
 The classifier is cached in checkpoints/classifier-<mode>-<levels>.safetensors (weights) and
 a JSON sidecar (its test accuracy and how it was trained); it is loaded with safetensors
@@ -35,6 +37,7 @@ from .base import ImageModel
 from .data import IMAGE_SIZE, levels_for_mode
 from .evaluate import card_data_mode, load_split, positive_int, resolve_model_path, run_measurement
 from .io import ModelFileError, load_model, read_card
+from .posterior import class_posterior
 from .registry import ROOT
 from .sampling import complete
 
@@ -208,30 +211,69 @@ def bottom_half_known(height: int, width: int) -> np.ndarray:
     return known
 
 
-def complete_bottom_halves(pixelcnn: ImageModel, images, seed: int, temperature: float = 1.0,
-                           progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """(N, C, H, W) uint8 completions, image k unconditional with the fast sampler, seed+k."""
+# How a measured completion is conditioned: no class, the digit's true class, or the class
+# "auto" reads from the known pixels (model.posterior), as the most likely class or a class
+# drawn from the posterior.
+CLASS_MODES = ("none", "true", "likely", "drawn")
+CLASS_MODE_NAMES = {
+    "none": "no class",
+    "true": "true class given",
+    "likely": "auto: most likely class",
+    "drawn": "auto: class drawn from the posterior",
+}
+
+
+def class_modes(pixelcnn: ImageModel, modes=CLASS_MODES) -> tuple[str, ...]:
+    """The modes a model can be measured in: "none" only, without classes."""
+    return tuple(modes) if pixelcnn.config.num_classes else ("none",)
+
+
+def class_for(mode: str, label: int):
+    """The `class_label` that completes a digit of class `label` in `mode`."""
+    if mode not in CLASS_MODES:
+        raise ValueError(f"Unknown class mode {mode!r}; use one of {', '.join(CLASS_MODES)}.")
+    return {"none": None, "true": int(label)}.get(mode, mode)
+
+
+def complete_bottom_halves(pixelcnn: ImageModel, images, labels, seed: int, mode: str = "none",
+                           temperature: float = 1.0,
+                           progress: Callable[[int, int], None] | None = None
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """(N, C, H, W) uint8 completions of the bottom halves, image k with the fast sampler,
+    seed + k and the class of `mode`; and the class each used (-1: none)."""
     images = np.asarray(images)
     cfg = pixelcnn.config
     known = bottom_half_known(cfg.height, cfg.width)
     completions = np.empty_like(images, dtype=np.uint8)
+    used = np.empty(len(images), np.int64)
     # complete() takes one image (with N candidates), so go image by image.
-    for k, image in enumerate(images):
-        completions[k] = complete(pixelcnn, image, known, candidates=1, seed=seed + k,
-                                  temperature=temperature, class_label=None).run()[0]
+    for k, (image, label) in enumerate(zip(images, labels, strict=True)):
+        completion = complete(pixelcnn, image, known, candidates=1, seed=seed + k,
+                              temperature=temperature, class_label=class_for(mode, label))
+        completions[k] = completion.run()[0]
+        used[k] = -1 if completion.task.class_labels[0] is None else completion.task.class_labels[0]
         if progress:
             progress(k + 1, len(images))
-    return completions
+    return completions, used
+
+
+def posterior_accuracy(pixelcnn: ImageModel, images, labels, known=None) -> float:
+    """How often the most likely class of p(class | known pixels) is the digit's label."""
+    guesses = [int(np.argmax(class_posterior(pixelcnn, image, known))) for image in images]
+    return float(np.mean(np.array(guesses) == np.asarray(labels)))
 
 
 def recognition_rate(pixelcnn: ImageModel, classifier: DigitClassifier, images, labels,
-                     seed: int, temperature: float = 1.0,
-                     progress: Callable[[int, int], None] | None = None) -> dict:
-    """How often the classifier names a bottom-half completion as the original digit.
+                     seed: int, temperature: float = 1.0, modes=CLASS_MODES,
+                     progress: Callable[[str, int, int], None] | None = None) -> dict:
+    """How often the classifier names a bottom-half completion as the original digit, for
+    each class mode the model allows (`class_modes`).
 
     `images` are (N, 1, 28, 28) levels as the PixelCNN sees them, `labels` their digits.
     Also returns the classifier's accuracy on the originals and on the top halves alone
-    (bottom zeroed), and the completions and predictions themselves.
+    (bottom zeroed), for a class-conditional model how often its own posterior names the
+    digit from the whole digit and from the top half, and per mode the completions, the
+    predictions and the classes used.
     """
     images = np.asarray(images, dtype=np.uint8)
     labels = np.asarray(labels, dtype=np.int64)
@@ -240,24 +282,37 @@ def recognition_rate(pixelcnn: ImageModel, classifier: DigitClassifier, images, 
                          f"images and {len(labels)} labels.")
     known = bottom_half_known(*images.shape[-2:])
     top_half_only = np.where(known, images, 0).astype(np.uint8)
-    completions = complete_bottom_halves(pixelcnn, images, seed, temperature, progress)
-    predictions = predict(classifier, completions)
-    recognised = int((predictions == labels).sum())
+    count = len(images)
     correct_original = int((predict(classifier, images) == labels).sum())
     correct_top_half = int((predict(classifier, top_half_only) == labels).sum())
-    count = len(images)
-    return {
+    result = {
         "images": count,
-        "recognised": recognised,
-        "recognised_rate": recognised / count,
         "classifier_correct_original": correct_original,
         "classifier_accuracy_original": correct_original / count,
         "classifier_correct_top_half_only": correct_top_half,
         "classifier_accuracy_top_half_only": correct_top_half / count,
         "temperature": float(temperature),
-        "predictions": predictions,
-        "completions": completions,
+        "modes": {},
     }
+    if pixelcnn.config.num_classes:
+        result["posterior_accuracy_whole"] = posterior_accuracy(pixelcnn, images, labels)
+        result["posterior_accuracy_top_half"] = posterior_accuracy(pixelcnn, images, labels,
+                                                                   known)
+    for mode in class_modes(pixelcnn, modes):
+        completions, used = complete_bottom_halves(
+            pixelcnn, images, labels, seed, mode, temperature,
+            None if progress is None else lambda done, total, mode=mode: progress(mode, done,
+                                                                                  total))
+        predictions = predict(classifier, completions)
+        recognised = int((predictions == labels).sum())
+        result["modes"][mode] = {
+            "recognised": recognised,
+            "recognised_rate": recognised / count,
+            "predictions": predictions,
+            "completions": completions,
+            "classes_used": used,
+        }
+    return result
 
 
 def load_digit_model(name_or_path: str) -> tuple[Path, ImageModel, str, int]:
@@ -281,20 +336,19 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
     classifier, test_accuracy = load_or_train_classifier(args.data, mode, levels,
                                                          cache_dir=CHECKPOINTS_DIR, log=log)
 
-    def progress(done: int, total: int) -> None:
-        if done % 50 == 0 or done == total:
-            log(f"completed {done}/{total}")
+    def progress(class_mode: str, done: int, total: int) -> None:
+        if done % 100 == 0 or done == total:
+            log(f"{class_mode}: completed {done}/{total}")
 
     result = recognition_rate(pixelcnn, classifier, images.numpy(), labels.numpy(),
-                              args.seed, args.temperature, progress)
+                              args.seed, args.temperature, progress=progress)
+    summary = {key: value for key, value in result.items() if not key.startswith(
+        "classifier_correct") and key != "modes"}
     return {
         "model": str(path),
-        "images": result["images"],
-        "recognised_rate": result["recognised_rate"],
-        "classifier_accuracy_original": result["classifier_accuracy_original"],
-        "classifier_accuracy_top_half_only": result["classifier_accuracy_top_half_only"],
+        **summary,
+        "recognised_rate": {name: r["recognised_rate"] for name, r in result["modes"].items()},
         "classifier_test_accuracy": test_accuracy,
-        "temperature": result["temperature"],
     }
 
 
@@ -326,13 +380,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def table(result: dict) -> str:
-    return (f"{result['model']}, {result['images']} test digits, bottom half completed "
-            f"without a class at temperature {result['temperature']:g}:\n"
-            f"  recognised as the original digit: {result['recognised_rate']:.1%}\n"
-            f"  classifier on the originals:      {result['classifier_accuracy_original']:.1%}"
-            f"\n  classifier on top halves only:    "
-            f"{result['classifier_accuracy_top_half_only']:.1%}\n"
-            f"  classifier test accuracy (all 10k): {result['classifier_test_accuracy']:.2%}")
+    lines = [f"{result['model']}, {result['images']} test digits, the bottom half (rows "
+             f"{IMAGE_SIZE // 2}-{IMAGE_SIZE - 1}) completed at temperature "
+             f"{result['temperature']:g}, one completion per digit:", "",
+             "| class the completion is conditioned on | recognised as the original digit |",
+             "| --- | --- |"]
+    for mode, rate in result["recognised_rate"].items():
+        lines.append(f"| {CLASS_MODE_NAMES[mode]} | {rate:.1%} |")
+    lines += ["", f"classifier on the originals:      {result['classifier_accuracy_original']:.1%}",
+              f"classifier on top halves only:    "
+              f"{result['classifier_accuracy_top_half_only']:.1%}"]
+    if "posterior_accuracy_whole" in result:
+        lines += [f"the model's own class posterior, most likely class: whole digits "
+                  f"{result['posterior_accuracy_whole']:.1%}, top halves "
+                  f"{result['posterior_accuracy_top_half']:.1%}"]
+    lines.append(f"classifier test accuracy (all 10k): {result['classifier_test_accuracy']:.2%}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,7 @@ prior over classes is uniform, so that is the largest log p(x | class)).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,7 @@ import torch
 
 from .base import ImageModel
 from .distributions import value_nats
+from .posterior import ClassChoice
 from .sampling import complete, label_tensor
 
 METHODS = ("best", "resample")
@@ -67,6 +69,8 @@ class Reranked:
     index: int                   # the chosen candidate
     seed: int                    # the completion's seed (resampling draws from it too)
     class_labels: tuple = ()     # per candidate, the class it was sampled and scored with
+
+    choice: ClassChoice | None = None  # how the classes were chosen, when rerank sampled
 
     @property
     def image(self) -> np.ndarray:
@@ -171,5 +175,6 @@ def rerank(model: ImageModel, image, known=None, *, candidates: int = 16, method
                           candidates=candidates, temperature=temperature, seed=seed,
                           class_label=class_label)
     images = completion.run()
-    return rank(model, images, completion.task.known, method=method, seed=completion.seed,
-                class_labels=completion.task.class_labels)
+    ranked = rank(model, images, completion.task.known, method=method, seed=completion.seed,
+                  class_labels=completion.task.class_labels)
+    return dataclasses.replace(ranked, choice=completion.task.classes)

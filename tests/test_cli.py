@@ -14,6 +14,7 @@ import model.cli
 from conftest import tiny_model
 from model import complete, save_model
 from model.images import load_image
+from model.posterior import class_posterior
 from model.rerank import rerank
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -207,6 +208,51 @@ def test_the_class_and_the_reference_sampler_are_passed_on(tmp_path, capsys):
     np.testing.assert_array_equal(outputs["reference"], wanted)  # the samplers agree
 
 
+def test_the_class_is_auto_by_default_and_json_reports_the_posterior(tmp_path, capsys):
+    network = tiny_model(num_classes=3)
+    weights, _ = save_model(network, tmp_path / "classy")
+    source = write_input(tmp_path / "digit.png", pattern(7))
+    to_complete = np.zeros((H, W), bool)
+    to_complete[3:] = True
+    known_values = pattern(7)
+    posterior = class_posterior(network, known_values, ~to_complete)
+    for arguments, policy, used in (
+            ([], "likely", [int(np.argmax(posterior))]),
+            (["--class", "any"], "none", [None]),
+            (["--class", "1"], "fixed", [1]),
+            (["--class", "drawn", "--candidates", "3"], "drawn", None)):
+        code, lines, err = run(capsys, source, "--output", tmp_path / policy, "--erase-below", 3,
+                               "--model", weights, "--seed", 5, "--json", *arguments)
+        assert code == 0, err
+        summary = json.loads("\n".join(lines))["completions"][0]
+        classes = summary["classes"]
+        assert classes["policy"] == policy
+        if used is not None:
+            assert classes["used"] == used
+        else:  # each candidate's class drawn from the posterior, as the library draws them
+            drawn = complete(network, known_values, ~to_complete, candidates=3, seed=5,
+                             class_label="drawn")
+            assert classes["used"] == list(drawn.task.class_labels)
+        if policy in ("likely", "drawn"):
+            np.testing.assert_allclose(classes["posterior"], posterior, atol=1e-4)
+        else:
+            assert "posterior" not in classes
+    wanted = library_completion(network, known_values, to_complete, seed=5,
+                                class_label=int(np.argmax(posterior)))[0]
+    np.testing.assert_array_equal(read_levels(tmp_path / "likely" / "digit.png"), wanted)
+
+
+def test_auto_on_a_model_without_classes_completes_without_one(tmp_path, tiny, capsys):
+    _, weights = tiny
+    source = write_input(tmp_path / "digit.png", pattern())
+    code, lines, err = run(capsys, source, "--output", tmp_path / "out", "--erase-below", 3,
+                           "--model", weights, "--class", "auto", "--json")
+    assert code == 0, err
+    classes = json.loads("\n".join(lines))["completions"][0]["classes"]
+    assert classes == {"policy": "none", "used": [None],
+                       "note": "the model has no classes: completed without one"}
+
+
 def test_dark_on_light_inputs_come_out_in_the_models_convention(tmp_path, tiny, capsys):
     _, weights = tiny
     bits = pattern(8)
@@ -379,6 +425,8 @@ def test_an_unknown_model_name_lists_the_bundled_ones(tmp_path, capsys):
     (["--erase-below", 3, "--seed", -5], "-5 is less than 0"),
     (["--erase-below", 3, "--class", 0], "--class 0 is not available: the model is not "
                                          "class-conditional"),
+    (["--erase-below", 3, "--class", "seven"], "'seven' is neither a class number nor one "
+                                               "of auto, likely, drawn, any"),
     (["--erase-below", 3, "--sampler", "slow"], "invalid choice: 'slow'"),
     (["--erase-below", 3, "--invert", "maybe"], "invalid choice: 'maybe'"),
     (["--erase-below", 3, "--device", "tpu"], "invalid choice: 'tpu'"),

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import save_tiny_digit_model, tiny_digit_model
-from model import recognise
+from conftest import save_tiny_digit_model, tiny_digit_model, tiny_model
+from model import complete, recognise
+from model.posterior import class_posterior
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -64,16 +65,42 @@ def test_recognition_rate_counts_add_up_and_keeps_the_top_half():
     labels = np.array([3, 1, 4])
     result = recognise.recognition_rate(pixelcnn, classifier, images, labels, seed=7)
     assert result["images"] == 3
-    assert result["recognised"] == int((result["predictions"] == labels).sum())
-    assert result["recognised_rate"] == result["recognised"] / 3
+    assert set(result["modes"]) == {"none"}  # a model without classes has no other mode
+    assert "posterior_accuracy_whole" not in result
+    none = result["modes"]["none"]
+    assert none["recognised"] == int((none["predictions"] == labels).sum())
+    assert none["recognised_rate"] == none["recognised"] / 3
     for key in ("original", "top_half_only"):
         assert result[f"classifier_accuracy_{key}"] == result[f"classifier_correct_{key}"] / 3
-    completions = result["completions"]
+    completions = none["completions"]
     assert completions.shape == images.shape and completions.dtype == np.uint8
     assert np.array_equal(completions[:, :, :14], images[:, :, :14])
     assert completions.max() <= 1
+    assert (none["classes_used"] == -1).all()
     again = recognise.recognition_rate(pixelcnn, classifier, images, labels, seed=7)
-    assert np.array_equal(again["completions"], completions)
+    assert np.array_equal(again["modes"]["none"]["completions"], completions)
+
+
+def test_each_class_mode_completes_with_the_class_it_names():
+    pixelcnn = tiny_model(height=28, width=28, layers=1, hidden_channels=4, num_classes=10)
+    classifier = recognise.DigitClassifier(levels=2).eval()
+    images = np.random.default_rng(1).integers(0, 2, size=(4, 1, 28, 28), dtype=np.uint8)
+    labels = np.array([3, 1, 4, 1])
+    result = recognise.recognition_rate(pixelcnn, classifier, images, labels, seed=2)
+    modes = result["modes"]
+    assert list(modes) == list(recognise.CLASS_MODES)
+    assert (modes["none"]["classes_used"] == -1).all()
+    assert np.array_equal(modes["true"]["classes_used"], labels)
+    known = recognise.bottom_half_known(28, 28)
+    posteriors = [class_posterior(pixelcnn, image, known) for image in images]
+    assert np.array_equal(modes["likely"]["classes_used"], [np.argmax(p) for p in posteriors])
+    for k, image in enumerate(images):
+        drawn = complete(pixelcnn, image, known, seed=2 + k, class_label="drawn")
+        assert modes["drawn"]["classes_used"][k] == drawn.task.class_labels[0]
+        assert np.array_equal(modes["drawn"]["completions"][k], drawn.run()[0])
+    accuracy = np.mean([np.argmax(class_posterior(pixelcnn, image)) == label
+                        for image, label in zip(images, labels, strict=True)])
+    assert result["posterior_accuracy_whole"] == accuracy
 
 
 def test_command_prints_json_and_rejects_bad_paths(striped_mnist, tmp_path, monkeypatch, capsys):
@@ -85,7 +112,8 @@ def test_command_prints_json_and_rejects_bad_paths(striped_mnist, tmp_path, monk
     assert set(result) == {"model", "images", "recognised_rate", "classifier_accuracy_original",
                            "classifier_accuracy_top_half_only", "classifier_test_accuracy",
                            "temperature"}
-    assert result["images"] == 2 and 0.0 <= result["recognised_rate"] <= 1.0
+    assert result["images"] == 2 and set(result["recognised_rate"]) == {"none"}
+    assert 0.0 <= result["recognised_rate"]["none"] <= 1.0
 
     assert recognise.main(["--model", str(tmp_path / "missing"), "--data", str(striped_mnist)]) == 2
     assert "No model" in capsys.readouterr().err

@@ -9,7 +9,7 @@ import torch
 
 from conftest import save_tiny_digit_model, tiny_digit_model, tiny_model
 from model import complete, recognise
-from model.holes import ROWS, central_hole_known, measure_holes
+from model.holes import WAYS, central_hole_known, measure_holes
 from model.holes import main as holes_main
 from model.rerank import (
     choose,
@@ -217,17 +217,37 @@ def test_measure_holes_compares_completions_with_shared_random_numbers():
     labels = np.array([3, 1, 4])
     result = measure_holes(pixelcnn, classifier, images, labels, hole=10, candidates=3, seed=4)
     assert result["hole"] == {"size": 10, "rows": [9, 18], "cols": [9, 18]}
-    assert set(result["results"]) == set(ROWS)
+    assert set(result["results"]) == {"none"} and set(result["results"]["none"]) == set(WAYS)
     known = central_hole_known(28, 28, 10)
     for k, image in enumerate(images):
         plain = complete(pixelcnn, image, known, seed=4 + k).run()[0]
-        assert np.array_equal(result["completions"]["plain"][k], plain)
-        batch = rerank(pixelcnn, image, known, candidates=3, seed=4 + k)
-        assert np.array_equal(result["completions"]["best"][k], batch.image)
-    for row in ("plain", "best", "resample"):
-        assert (result["completions"][row][:, :, known] == images[:, :, known]).all()
+        assert np.array_equal(result["completions"]["none/plain"][k], plain)
+        for method in ("best", "resample"):
+            batch = rerank(pixelcnn, image, known, candidates=3, seed=4 + k, method=method)
+            assert np.array_equal(result["completions"][f"none/{method}"][k], batch.image)
+    for way in WAYS:
+        assert (result["completions"][f"none/{way}"][:, :, known] == images[:, :, known]).all()
     _, original = direct_logliks(pixelcnn, images, known)
-    assert result["results"]["original"]["evidence_loglik"] == pytest.approx(original.mean())
+    assert result["context"]["original"]["evidence_loglik"] == pytest.approx(original.mean())
+
+
+def test_measure_holes_with_classes_completes_as_each_mode_says():
+    pixelcnn = tiny_model(height=28, width=28, layers=1, hidden_channels=4, num_classes=10)
+    classifier = recognise.DigitClassifier(levels=2).eval()
+    images = np.random.default_rng(5).integers(0, 2, (2, 1, 28, 28), dtype=np.uint8)
+    labels = np.array([7, 2])
+    result = measure_holes(pixelcnn, classifier, images, labels, hole=10, candidates=4, seed=1)
+    assert set(result["results"]) == {"none", "true", "auto"}
+    known = central_hole_known(28, 28, 10)
+    for k, (image, label) in enumerate(zip(images, labels, strict=True)):
+        true = rerank(pixelcnn, image, known, candidates=4, seed=1 + k, class_label=int(label),
+                      method="resample")
+        assert np.array_equal(result["completions"]["true/resample"][k], true.image)
+        likely = complete(pixelcnn, image, known, seed=1 + k, class_label="likely").run()[0]
+        assert np.array_equal(result["completions"]["auto/plain"][k], likely)
+        drawn = rerank(pixelcnn, image, known, candidates=4, seed=1 + k, class_label="drawn",
+                       method="best")
+        assert np.array_equal(result["completions"]["auto/best"][k], drawn.image)
 
 
 def test_holes_command_prints_a_table_or_json(striped_mnist, tmp_path, monkeypatch, capsys):
@@ -238,15 +258,15 @@ def test_holes_command_prints_a_table_or_json(striped_mnist, tmp_path, monkeypat
     assert holes_main([*arguments, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["images"] == 3 and result["candidates"] == 2
-    assert result["hole"] == {"size": 14, "rows": [7, 20], "cols": [7, 20]}
-    for row in ROWS:
-        assert 0.0 <= result["results"][row]["recognised_rate"] <= 1.0
-        assert result["results"][row]["evidence_loglik"] < 0
+    assert result["hole"] == {"size": 10, "rows": [9, 18], "cols": [9, 18]}
+    for cell in [*result["results"]["none"].values(), *result["context"].values()]:
+        assert 0.0 <= cell["recognised_rate"] <= 1.0
+        assert cell["evidence_loglik"] < 0
     assert 0.0 <= result["classifier_test_accuracy"] <= 1.0
 
     assert holes_main(arguments) == 0
     out = capsys.readouterr().out
-    assert "| completion | recognised as the original digit |" in out
+    assert "| completion | no class |" in out
     for name in ("original digit", "hole left empty", "plain raster completion",
                  "hole-aware, best of N", "hole-aware, resampled"):
         assert f"| {name} |" in out
