@@ -31,6 +31,9 @@ PREVIEW_COLOUR = QColor(255, 190, 0)
 OVERLAY_MAX_ALPHA = 170  # a probability of 1 still lets the pixel underneath show
 
 
+DEFAULT_BRUSH_SIZE = 3
+
+
 def drawing_image(drawing: Drawing) -> QImage:
     """The drawing at twice its resolution, so each pixel is 2x2 sub-squares: known pixels
     fill all four with their colour, unknown ones show a two-tone checkerboard."""
@@ -111,7 +114,10 @@ class PixelCanvas(QWidget):
         self._tool = "pen"
         self._pen_value = self._drawing.levels - 1
         self._pen_colour = self._white()  # what the pen draws on a colour drawing
-        self._brush_size = 1
+        # As wide as the training digits' strokes: their median run of ink across a row
+        # and down a column is 3 pixels (`python -m model.data`); a 1-pixel pen draws lines
+        # thinner than anything the models have seen.
+        self._brush_size = DEFAULT_BRUSH_SIZE
         self._grid_visible = False
         self._read_only = False
         self._cursor_cell: tuple[int, int] | None = None

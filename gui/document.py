@@ -83,6 +83,18 @@ class Drawing:
     def unknown_count(self) -> int:
         return int(np.count_nonzero(~self.known))
 
+    def known_for_completion(self) -> np.ndarray:
+        """(H, W) bool: the known mask Complete samples from. The pixels erased, when any
+        are; with none erased, every row below the lowest one with ink becomes unknown (so
+        the first stroke completes), and on an empty canvas every pixel (a new sample)."""
+        if not self.known.all():
+            return self.known.copy()
+        inked_rows = np.flatnonzero(self.values.any(axis=(0, 2)))
+        known = np.zeros_like(self.known)
+        if len(inked_rows):
+            known[:inked_rows[-1] + 1] = True
+        return known
+
     def is_blank(self) -> bool:
         """True for an empty canvas, as new or just cleared: every pixel known and 0."""
         return bool(self.known.all()) and not self.values.any()

@@ -20,12 +20,14 @@ class CandidateGallery(QWidget):
         self.images: np.ndarray | None = None  # (N, C, H, W)
         self.levels = 2
         self.chosen: int | None = None  # framed: the candidate hole-aware completion kept
+        self.classes: tuple = ()  # per candidate, the class it was completed as (or None)
         self.setMinimumHeight(120)
         self.setToolTip("Click a candidate to adopt it")
 
     def show_candidates(self, images: np.ndarray | None, levels: int,
-                        chosen: int | None = None) -> None:
+                        chosen: int | None = None, classes=()) -> None:
         self.images, self.levels, self.chosen = images, levels, chosen
+        self.classes = tuple(classes)
         self.setVisible(images is not None and len(images) > 1)
         self.update()
 
@@ -51,6 +53,8 @@ class CandidateGallery(QWidget):
             painter.setPen(QPen(QColor("#f2c12e") if kept else QColor("#888888"), 3 if kept else 1))
             painter.drawRect(cell)
             label = f"{k + 1} kept" if kept else str(k + 1)
+            if k < len(self.classes) and self.classes[k] is not None:
+                label += f" · {self.classes[k]}"  # the class it was completed as
             painter.drawText(cell.adjusted(3, 1, 0, 0), Qt.AlignmentFlag.AlignTop, label)
 
     def mouseReleaseEvent(self, event) -> None:

@@ -33,6 +33,7 @@ from .document import Drawing, DrawingEdit
 from .gallery import CandidateGallery
 from .image_io import IMAGE_SUFFIXES, ImageFileError, load_image, save_gif, save_png
 from .insight import DistributionView
+from .looks_like import ClassPosteriorView, ClassPosteriorWatcher
 from .options import OPEN_MODEL, OptionsPanel
 from .palette import ColourPen
 from .worker import CompletionRunner
@@ -135,7 +136,8 @@ class MainWindow(QMainWindow):
         self.file_path: Path | None = None
         self.undo_stack = QUndoStack(self)
         self.runner = CompletionRunner(self)
-        self.before_completion = None
+        self.before_completion = None  # the drawing before Complete: what undo returns to
+        self.completion_start = None  # the drawing the completion samples from
         self.completion_frames: list[np.ndarray] = []
         self.last_frames: list[np.ndarray] = []
         self.candidate_images: np.ndarray | None = None
@@ -151,6 +153,8 @@ class MainWindow(QMainWindow):
         self.gallery = CandidateGallery()
         self.gallery.hide()
         self.insight = DistributionView()
+        self.looks_like = ClassPosteriorView()
+        self.posterior_watcher = ClassPosteriorWatcher(self)
         self._create_actions()
         self._create_menus()
         self._create_tool_bars()
@@ -268,12 +272,15 @@ class MainWindow(QMainWindow):
         tools.addAction(self.stop_action)
 
     def _create_docks(self) -> None:
+        self.docks: dict[str, QDockWidget] = {}
         for title, widget, area in (
             ("Options", self.options, Qt.DockWidgetArea.RightDockWidgetArea),
             ("Candidates", self.gallery, Qt.DockWidgetArea.BottomDockWidgetArea),
+            ("Looks like", self.looks_like, Qt.DockWidgetArea.RightDockWidgetArea),
             ("Insight", self.insight, Qt.DockWidgetArea.RightDockWidgetArea),
         ):
             dock = QDockWidget(title, self)
+            self.docks[title] = dock
             dock.setObjectName(title.lower())
             holder = QWidget()
             QVBoxLayout(holder).addWidget(widget)
@@ -293,6 +300,7 @@ class MainWindow(QMainWindow):
         self.options.changed.connect(self._options_changed)
         self.canvas.edited.connect(self._drawing_edited)
         self.gallery.adopted.connect(self.adopt_candidate)
+        self.posterior_watcher.computed.connect(self.looks_like.show_posterior)
         self.runner.progressed.connect(self._samples_arrived)
         self.runner.fell_back.connect(self._completion_fell_back)
         self.runner.finished.connect(self._completion_finished)
@@ -393,6 +401,11 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Model {name}: {cfg.architecture}, "
                                      f"{cfg.height}x{cfg.width}, {cfg.levels} levels.", 5000)
         self.refresh_surprise()
+        self.posterior_watcher.set_model(model)
+        looks_like = self.docks["Looks like"]
+        looks_like.setVisible(cfg.num_classes > 0)  # only a class-conditional model has one
+        looks_like.toggleViewAction().setEnabled(cfg.num_classes > 0)
+        self._watch_posterior()
         # The sampler's kernels load (or, at a new installation's first start, compile for
         # seconds) while the user draws; nothing waits for this thread.
         threading.Thread(target=warm_up_quietly, args=(model,), name=WARM_UP_THREAD,
@@ -446,10 +459,18 @@ class MainWindow(QMainWindow):
             return
         if self.model is None or self.runner.is_running():
             return
-        if drawing.unknown_count() == 0:
-            self.statusBar().showMessage("Nothing to complete: erase some pixels first.", 4000)
+        known = drawing.known_for_completion()
+        if known.all():
+            self.statusBar().showMessage(
+                "Nothing to complete: the drawing reaches the bottom row. Erase what should "
+                "be completed.", 5000)
             return
         self.before_completion = drawing.snapshot()
+        # Nothing erased: the rows below the ink become unknown, in the same undo step.
+        drawing.values[:, ~known] = 0
+        drawing.known[:] = known
+        self.completion_start = drawing.snapshot()
+        self.canvas.update()
         self.completion_frames = [drawing.values.copy()]
         self.candidate_images = None
         # Hole-aware: N candidates in one batch, then the one that fits the whole picture.
@@ -465,6 +486,9 @@ class MainWindow(QMainWindow):
                 pixels_per_second=self.options.pixels_per_second,
                 rank_method=rerank[1] if rerank else None)
         except (RuntimeError, ValueError) as error:
+            drawing.restore(self.before_completion)
+            self.before_completion = self.completion_start = None
+            self.canvas.update()
             QMessageBox.critical(self, "Cannot complete", str(error))
             return
         self.canvas.set_read_only(True)
@@ -493,7 +517,8 @@ class MainWindow(QMainWindow):
             self.completion_frames.append(drawing.values.copy())
         if self.run_candidates > 1:
             self.candidate_images = self.runner.images
-            self.gallery.show_candidates(self.candidate_images, drawing.levels)
+            self.gallery.show_candidates(self.candidate_images, drawing.levels,
+                                         classes=self.runner.class_labels)
         rate = self.runner.measured_pixels_per_second
         self.progress_label.setText(f"{self.runner.done}/{self.runner.total} · {rate:.0f} px/s")
         self.device_label.setText(self.runner.device_name)
@@ -505,7 +530,7 @@ class MainWindow(QMainWindow):
         if self.before_completion is None:
             return
         drawing = self.canvas.drawing
-        drawing.restore(self.before_completion)
+        drawing.restore(self.completion_start)
         self.completion_frames = [drawing.values.copy()]
         if self.run_candidates > 1:
             self.candidate_images = self.runner.images
@@ -522,18 +547,23 @@ class MainWindow(QMainWindow):
         drawing = self.canvas.drawing
         images = self.runner.images
         ranked = self.runner.ranked
+        classes = self.runner.class_labels
+        as_class = (f" as a {classes[0]}" if len(classes) == 1 and classes[0] is not None
+                    else "")
         message = ("Stopped; what was sampled is kept (Ctrl+Z undoes it)." if stopped
-                   else "Completed.")
+                   else f"Completed{as_class}.")
         if images is not None and len(images):
             self.candidate_images = images
             chosen = 0 if ranked is None else ranked.index
             sampled = self._sampled_mask(images[chosen])
             drawing.values[:] = images[chosen]
             # Not |=: a pixel whose R or G was shown but whose B was not drawn stays unknown.
-            drawing.known[:] = self.before_completion[1] | sampled
+            drawing.known[:] = self.completion_start[1] | sampled
             if ranked is not None:
                 self.chosen_candidate = chosen
                 how = "the most likely" if ranked.method == "best" else "resampled"
+                kept_class = ranked.class_labels[chosen] if ranked.class_labels else None
+                how += "" if kept_class is None else f", class {kept_class}"
                 message = (f"Completed, hole-aware: kept candidate {chosen + 1} of "
                            f"{len(images)} ({how}; log p of the whole picture "
                            f"{ranked.image_loglik[chosen]:.1f} nats).")
@@ -544,14 +574,14 @@ class MainWindow(QMainWindow):
                                          "Stopped completion" if stopped else "Completion",
                                          self.canvas.update))
         self.last_frames = self.completion_frames + [drawing.values.copy()]
-        self.before_completion = None
+        self.before_completion = self.completion_start = None
         self._end_completion(message)
         for callback in self.completion_finished_callbacks:
             callback()
 
     def _sampled_mask(self, image: np.ndarray) -> np.ndarray:
         """Pixels the completion wrote: unknown before, and reached in raster order."""
-        before_known = self.before_completion[1]
+        before_known = self.completion_start[1]
         done_pixels = self.runner.done // max(1, self.run_candidates * image.shape[0])
         unknown = np.flatnonzero(~before_known.ravel())[:done_pixels]
         mask = np.zeros(before_known.size, bool)
@@ -563,7 +593,7 @@ class MainWindow(QMainWindow):
         if self.before_completion is None:
             return
         self.canvas.drawing.restore(self.before_completion)
-        self.before_completion = None
+        self.before_completion = self.completion_start = None
         self._end_completion("Completion failed.")
         QMessageBox.critical(self, "Completion failed", message)
         for callback in self.completion_finished_callbacks:
@@ -576,7 +606,8 @@ class MainWindow(QMainWindow):
         self.stop_action.setEnabled(False)
         self.gallery.show_candidates(self.candidate_images if self.run_candidates > 1
                                      else None, self.canvas.drawing.levels,
-                                     chosen=self.chosen_candidate)
+                                     chosen=self.chosen_candidate,
+                                     classes=self.runner.class_labels)
         self.statusBar().showMessage(message, 6000)
         self.canvas.update()
         self.refresh_surprise()
@@ -602,7 +633,9 @@ class MainWindow(QMainWindow):
         from model.distributions import pixel_surprise
 
         drawing = self.canvas.drawing
-        nats = pixel_surprise(self.model, drawing.values, self.options.class_label)
+        label = self.options.class_label
+        # Under Auto, the surprise of the model without a class: p(x), not p(x | a guess).
+        nats = pixel_surprise(self.model, drawing.values, None if label == "auto" else label)
         nats = np.where(drawing.known, nats, 0.0)
         self.canvas.set_overlay(np.clip(nats / max(1e-6, np.log(drawing.levels) * 2), 0, 1))
 
@@ -622,6 +655,12 @@ class MainWindow(QMainWindow):
     def _drawing_edited(self) -> None:
         self._update_title()
         self.refresh_surprise()
+        self._watch_posterior()
+
+    def _watch_posterior(self) -> None:
+        """Have the "Looks like" panel follow the drawing: the pixels Complete would keep."""
+        drawing = self.canvas.drawing
+        self.posterior_watcher.request(drawing.values, drawing.known_for_completion())
 
     # -- files --------------------------------------------------------------------------
 

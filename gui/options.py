@@ -39,8 +39,11 @@ class OptionsPanel(QWidget):
         form.addRow("Model", self.model_box)
 
         self.class_box = QComboBox()
-        self.class_box.addItem("Any", None)
-        self.class_box.setToolTip("Ask a class-conditional model for one digit")
+        self._offer_classes(0)
+        self.class_box.setToolTip(
+            "The class a completion is conditioned on. Auto reads it from the drawing (see "
+            "Looks like): the most likely class for one completion, one drawn per candidate "
+            "for several. Any: no class. Or one class for every completion")
         form.addRow("Class", self.class_box)
 
         self.temperature_box = QDoubleSpinBox()
@@ -114,22 +117,29 @@ class OptionsPanel(QWidget):
             self.model_box.insertItem(self.model_box.count() - 1, name)
         self.model_box.setCurrentText(name)
         self.class_box.blockSignals(True)
-        self.class_box.clear()
-        self.class_box.addItem("Any", None)
-        for label in range(num_classes):
-            self.class_box.addItem(str(label), label)
-        self.class_box.setEnabled(num_classes > 0)
+        self._offer_classes(num_classes)
         self.class_box.blockSignals(False)
         self.pen_box.setRange(1, levels - 1)
         self.pen_box.setValue(levels - 1)
         self.pen_box.setEnabled(levels > 2)
+
+    def _offer_classes(self, num_classes: int) -> None:
+        """Auto (the default), Any and each class; only Any for a model without classes."""
+        self.class_box.clear()
+        if num_classes:
+            self.class_box.addItem("Auto", "auto")
+        self.class_box.addItem("Any", None)
+        for label in range(num_classes):
+            self.class_box.addItem(str(label), label)
+        self.class_box.setEnabled(num_classes > 0)
 
     @Slot(int)
     def _model_activated(self, index: int) -> None:
         self.model_requested.emit(self.model_box.itemText(index))
 
     @property
-    def class_label(self) -> int | None:
+    def class_label(self) -> int | str | None:
+        """A class, "auto" (see model.posterior) or None (no class)."""
         return self.class_box.currentData()
 
     @property

@@ -126,6 +126,7 @@ class CompletionWorker(QObject):
         self.device_name: str | None = None
         self.seed: int = seed
         self.has_started = False  # True from just before `started` is emitted
+        self.class_labels: tuple = ()  # per candidate, its class (None: none), once started
         self._device_used: torch.device | None = None  # by the latest attempt
         # ("finished", stopped) or ("failed", message) once the run has ended.
         self.outcome: tuple[str, bool | str] | None = None
@@ -213,6 +214,7 @@ class CompletionWorker(QObject):
         self._device_used = device
         completion = complete(self._model, self._image, self._known, device=device,
                               **self._options)
+        self.class_labels = completion.task.class_labels
         try:
             if not self.has_started:
                 self.has_started = True
@@ -224,7 +226,7 @@ class CompletionWorker(QObject):
 
                 self.ranked = rank(self._model, completion.images, completion.task.known,
                                    method=self._rank_method, seed=completion.seed,
-                                   class_label=self._options["class_label"])
+                                   class_labels=completion.task.class_labels)
             return stopped
         finally:
             completion.close()  # frees the sampler's caches now rather than at collection
@@ -292,6 +294,7 @@ class CompletionRunner(QObject):
         self._device_name: str | None = None
         self._seed: int | None = None
         self._ranked = None
+        self._class_labels: tuple = ()
         self._fallback: FellBack | None = None
         self._announced = False  # whether `started` was emitted for the current run
         self._progress_marks: deque = deque()  # (time, pixels done) at recent drains
@@ -323,6 +326,7 @@ class CompletionRunner(QObject):
             self.set_speed(pixels_per_second)
         self._reset_progress(model, image, known, candidates)
         self._ranked = None
+        self._class_labels = ()
         self._fallback = None
         self._announced = False
         worker = CompletionWorker(model, image, known, sampler=sampler, candidates=candidates,
@@ -432,6 +436,12 @@ class CompletionRunner(QObject):
         return self._ranked
 
     @property
+    def class_labels(self) -> tuple:
+        """Per candidate of the current or last run, the class it is conditioned on (None:
+        no class); known from `started` on."""
+        return self._class_labels
+
+    @property
     def worker(self) -> CompletionWorker | None:
         return self._worker
 
@@ -476,6 +486,7 @@ class CompletionRunner(QObject):
             return
         self._announced = True
         self._device_name = self._worker.device_name
+        self._class_labels = self._worker.class_labels
         self.started.emit()
 
     @Slot()
@@ -531,6 +542,7 @@ class CompletionRunner(QObject):
         worker = self._worker
         self._device_name = worker.device_name or self._device_name
         self._ranked = worker.ranked
+        self._class_labels = worker.class_labels or self._class_labels
         self._worker = self._worker_thread = None
         kind, result = worker.outcome or ("finished", True)
         if kind == "failed":

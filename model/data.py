@@ -262,13 +262,24 @@ def quantization_error(images: np.ndarray, levels: int) -> dict:
             "psnr_db": float("inf") if rmse == 0 else float(20 * np.log10(255 / rmse))}
 
 
+# The app's default pen: as wide as the training digits' typical stroke.
+
+def ink_run_lengths(ink: np.ndarray) -> np.ndarray:
+    """Lengths of the runs of ink (True) along the last axis of a bool array (..., W): for
+    (N, H, W) digits, the widths of their strokes where each row crosses one."""
+    rows = np.asarray(ink, bool).reshape(-1, np.shape(ink)[-1]).astype(np.int8)
+    edges = np.diff(np.pad(rows, ((0, 0), (1, 1))), axis=1)
+    return np.flatnonzero(edges.ravel() == -1) - np.flatnonzero(edges.ravel() == 1)
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(
         prog="python -m model.data",
         description="How faithfully K gray levels keep MNIST's pixels (validation split): "
-                    "the measurement behind a grayscale model's K.")
+                    "the measurement behind a grayscale model's K; and how wide the "
+                    "training digits' strokes are: the app's default pen width.")
     parser.add_argument("--data", required=True, help="directory of the MNIST IDX files")
     parser.add_argument("--levels", type=int, nargs="+", default=[2, 4, 8, 16, 32])
     args = parser.parse_args(argv)
@@ -279,6 +290,11 @@ def main(argv: list[str] | None = None) -> int:
         e = quantization_error(images, levels)
         print(f"| {levels} | {e['rmse']:.2f} | {e['mean_abs']:.2f} | {e['max_abs']:.0f} | "
               f"{e['psnr_db']:.1f} dB |")
+    ink = quantize(load_mnist(args.data, "train")[0], "threshold").astype(bool)
+    across, down = ink_run_lengths(ink), ink_run_lengths(ink.transpose(0, 2, 1))
+    print(f"\nStrokes of the thresholded training digits, in pixels: median {np.median(across):g}"
+          f" across (mean {across.mean():.2f}), median {np.median(down):g} down (mean "
+          f"{down.mean():.2f}).")
     return 0
 
 

@@ -906,7 +906,8 @@ def warm_up(model: ImageModel, device=None) -> None:
     known = np.ones((cfg.height, cfg.width), bool)
     known[min(1, cfg.height - 1), min(1, cfg.width - 1)] = False
     weights = prepared_weights(model, "compiled", device)
-    task = SamplingTask(model, image, known, candidates=2, seed=0)  # (the helper threads too)
+    # Two candidates (the helper threads too) of one class: a single stepper serves them.
+    task = SamplingTask(model, image, known, candidates=2, seed=0, class_label=None)
     with _warming_up():
         for _ in _gated_steps(GatedStepper(weights, task, share=False), task):
             pass

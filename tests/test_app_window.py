@@ -326,8 +326,8 @@ def test_a_gpu_out_of_memory_completes_on_the_cpu_with_a_message(window, qtbot, 
                    sampler=options.sampler, device="cpu").run()
     assert np.array_equal(window.canvas.drawing.values, cpu[0])
     assert window.canvas.drawing.known.all()
-    assert window.statusBar().currentMessage() == ("Completed. On the CPU: CUDA ran out of "
-                                                   "memory.")
+    assert window.statusBar().currentMessage() == (
+        f"Completed as a {window.runner.class_labels[0]}. On the CPU: CUDA ran out of memory.")
     assert window.device_label.text() == "CPU"
     window.undo_stack.undo()
     assert np.array_equal(window.canvas.drawing.known, before_known)

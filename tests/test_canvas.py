@@ -6,7 +6,7 @@ from PySide6.QtCore import QEvent, QPointF, Qt
 from PySide6.QtGui import QColor, QMouseEvent, QUndoStack
 from PySide6.QtWidgets import QApplication
 
-from gui.canvas import UNKNOWN_TONES, PixelCanvas, drawing_image, line_cells
+from gui.canvas import DEFAULT_BRUSH_SIZE, UNKNOWN_TONES, PixelCanvas, drawing_image, line_cells
 from gui.document import Drawing, DrawingEdit
 
 LEFT, RIGHT = Qt.MouseButton.LeftButton, Qt.MouseButton.RightButton
@@ -18,6 +18,8 @@ ROWS, COLS, LEVELS = 6, 8, 4
 def canvas(qtbot):
     stack = QUndoStack()
     widget = PixelCanvas(stack, Drawing(1, ROWS, COLS, LEVELS))
+    assert widget.brush_size == DEFAULT_BRUSH_SIZE == 3  # as wide as MNIST's strokes
+    widget.set_brush_size(1)  # the strokes below are traced cell by cell
     widget._test_stack = stack  # keep the stack alive as long as the widget
     qtbot.addWidget(widget)
     widget.resize(320, 300)  # cells of 40: the 320x240 image is centred vertically
