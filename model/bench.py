@@ -53,8 +53,10 @@ def time_sampler(model, sampler, known, candidates, device, repeats, seed=0):
     seconds, samples, completion = [], [], None
     for _ in range(repeats):
         start = time.perf_counter()
+        # No class: the samplers' own speed (candidates of several classes, as "auto" draws
+        # them for a class-conditional model, run as one part per class).
         completion = complete(model, image, known, sampler=sampler, candidates=candidates,
-                              seed=seed, device=device)
+                              seed=seed, device=device, class_label=None)
         samples = list(completion)
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -107,7 +109,7 @@ def time_hole_aware(model, candidates: int, device, repeats: int) -> dict:
     for seed in range(repeats + 1):  # the first run compiles the kernels: not counted
         start = time.perf_counter()
         images = complete(model, image, known, candidates=candidates, seed=seed,
-                          device=device).run()
+                          device=device, class_label=None).run()
         middle = time.perf_counter()
         rank(model, images, known, seed=seed)
         if seed:
@@ -163,6 +165,29 @@ def time_core_scaling(model, repeats: int, rounds: int = 3) -> dict:
             "scaling": round(statistics.median(scaling), 2)}
 
 
+def time_posterior(model, repeats: int) -> dict:
+    """Median seconds of p(class | known pixels) (model/posterior.py) of a digit-like image,
+    every pixel known and with its bottom half unknown (only the rows above are run)."""
+    from .posterior import class_posterior
+
+    if not model.config.num_classes:
+        raise SystemExit("--posterior needs a class-conditional model.")
+    cfg = model.config
+    image = np.zeros((cfg.channels, cfg.height, cfg.width), np.uint8)
+    image[:, cfg.height // 4:3 * cfg.height // 4, cfg.width // 2 - 1:cfg.width // 2 + 2] = 1
+    top_half = np.ones((cfg.height, cfg.width), bool)
+    top_half[cfg.height // 2:] = False
+    result = {"classes": cfg.num_classes}
+    for name, known in (("whole_image", None), ("top_half", top_half)):
+        seconds = []
+        for _ in range(repeats + 1):  # the first run starts the threads up: not counted
+            start = time.perf_counter()
+            class_posterior(model, image, known)
+            seconds.append(time.perf_counter() - start)
+        result[f"{name}_seconds"] = round(statistics.median(seconds[1:]), 4)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -179,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--core-scaling", action="store_true",
                         help="instead, measure how many times one core's work the cores do "
                              "at once (the compiled vertical stack, --repeats per thread)")
+    parser.add_argument("--posterior", action="store_true",
+                        help="instead, time the class posterior of a class-conditional model "
+                             "(all classes in one pass; median of --repeats)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
 
@@ -190,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
         result = {"model": label, "device": device.type,
                   **time_hole_aware(model, args.hole_aware, device, args.repeats)}
         return show(result, args.json)
+    if args.posterior:
+        return show({"model": label, "device": device.type,
+                     **time_posterior(model, args.repeats)}, args.json)
     known = np.zeros((cfg.height, cfg.width), bool)
     if args.core_scaling:
         if not isinstance(model, GatedPixelCNN) or device.type != "cpu":

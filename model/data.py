@@ -292,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{e['psnr_db']:.1f} dB |")
     ink = quantize(load_mnist(args.data, "train")[0], "threshold").astype(bool)
     across, down = ink_run_lengths(ink), ink_run_lengths(ink.transpose(0, 2, 1))
+    if not len(across):
+        print("\nThe thresholded training digits hold no ink (no pixel of 128 or more).")
+        return 0
     print(f"\nStrokes of the thresholded training digits, in pixels: median {np.median(across):g}"
           f" across (mean {across.mean():.2f}), median {np.median(down):g} down (mean "
           f"{down.mean():.2f}).")

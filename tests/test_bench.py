@@ -56,6 +56,16 @@ def test_hole_aware_timing_covers_sampling_and_scoring(tmp_path, capsys):
     assert result["seconds"] >= max(result["sampling_seconds"], result["scoring_seconds"])
 
 
+def test_posterior_timing_covers_the_whole_image_and_its_top_half(tmp_path, capsys):
+    weights, _ = save_model(tiny_model(height=8, width=8, num_classes=3), tmp_path / "tiny")
+    result = run_json(capsys, "--model", weights, "--posterior", "--repeats", 2)
+    assert result["classes"] == 3
+    assert 0 < result["whole_image_seconds"] and 0 < result["top_half_seconds"]
+    unconditional, _ = save_model(tiny_model(height=8, width=8), tmp_path / "plain")
+    with pytest.raises(SystemExit, match="needs a class-conditional model"):
+        bench.main(["--model", str(unconditional), "--posterior"])
+
+
 @pytest.mark.parametrize("option", ["--repeats", "--reference-repeats", "--candidates",
                                     "--hole-aware"])
 def test_a_count_below_one_is_refused_with_a_message(option, capsys):
