@@ -112,10 +112,15 @@ class ClassPosteriorView(QWidget):
     def caption(self) -> str:
         if self.posterior is None:
             return "Looks like: …"
+        if self.undecided:
+            return "Looks like: anything yet"
         best = int(np.argmax(self.posterior))
-        if np.ptp(self.posterior) < 1e-9:
-            return "Looks like: anything (nothing drawn yet)"
         return f"Looks like {best} ({self.posterior[best]:.0%})"
+
+    @property
+    def undecided(self) -> bool:
+        """Every class equally likely: nothing is drawn above the part to complete."""
+        return self.posterior is not None and bool(np.ptp(self.posterior) < 1e-9)
 
     def show_posterior(self, posterior) -> None:
         self.posterior = None if posterior is None else np.asarray(posterior, float)
@@ -133,7 +138,7 @@ class ClassPosteriorView(QWidget):
             return
         area = QRectF(4, line + 2, self.width() - 8, self.height() - 2 * line - 6)
         width = area.width() / len(self.posterior)
-        best = int(np.argmax(self.posterior))
+        best = None if self.undecided else int(np.argmax(self.posterior))
         for label, p in enumerate(self.posterior):
             height = area.height() * float(p)
             left = area.left() + label * width

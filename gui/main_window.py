@@ -123,6 +123,14 @@ def freeze_start_up_objects() -> None:
         gc.freeze()
 
 
+def redo_shortcuts() -> list[QKeySequence]:
+    """The platform's Redo keys, and Ctrl+Shift+Z where that is not one of them already
+    (on X11 it is: the same key twice is an ambiguous shortcut, and Qt then runs neither)."""
+    keys = QKeySequence.keyBindings(QKeySequence.StandardKey.Redo)
+    extra = QKeySequence("Ctrl+Shift+Z")
+    return keys if extra in keys else [*keys, extra]
+
+
 class MainWindow(QMainWindow):
     def __init__(self, model_name: str | None = None, *, load_in_background: bool = False):
         """`load_in_background`: lay out the canvas from the model's card at once and load
@@ -191,7 +199,7 @@ class MainWindow(QMainWindow):
         self.undo_action = self.undo_stack.createUndoAction(self, "&Undo")
         self.undo_action.setShortcut(QKeySequence(K.Undo))
         self.redo_action = self.undo_stack.createRedoAction(self, "&Redo")
-        self.redo_action.setShortcuts([QKeySequence(K.Redo), QKeySequence("Ctrl+Shift+Z")])
+        self.redo_action.setShortcuts(redo_shortcuts())
         self.paste_action = self._action("&Paste image", self.paste_image, K.Paste,
                                          "Paste an image from the clipboard")
         self.clear_action = self._action("C&lear", self.canvas.clear, None, "Empty canvas")
@@ -256,6 +264,7 @@ class MainWindow(QMainWindow):
         self.brush_box = QSpinBox()
         self.brush_box.setRange(1, 5)
         self.brush_box.setToolTip("Brush size ([ and ])")
+        self.brush_box.setValue(self.canvas.brush_size)
         self.brush_box.valueChanged.connect(self.canvas.set_brush_size)
         self.canvas.brush_size_changed.connect(self.brush_box.setValue)
         tools.addWidget(self.brush_box)

@@ -77,8 +77,10 @@ class OptionsPanel(QWidget):
         self.rerank_box.setValue(16)
         self.rerank_box.setToolTip("How many completions hole-aware completion compares")
         self.rerank_method_box = QComboBox()
-        self.rerank_method_box.addItem("keep the best", "best")
+        # Resample first, the default: it completed more recognisable digits than the best
+        # in every class mode measured (python -m model.holes; README, Hole-aware completion).
         self.rerank_method_box.addItem("resample", "resample")
+        self.rerank_method_box.addItem("keep the best", "best")
         self.rerank_method_box.setToolTip(
             "Best: the most likely whole picture. Resample: draw one in proportion to how "
             "well it explains the pixels after the hole (a sample of the true posterior)")
@@ -209,7 +211,8 @@ class OptionsPanel(QWidget):
             self.sampler_box.setCurrentText(str(state.get("sampler", "fast")))
             self.hole_aware_box.setCurrentText(str(state.get("hole_aware", "Auto")))
             self.rerank_box.setValue(int(state.get("rerank", 16)))
-            method = self.rerank_method_box.findData(str(state.get("rerank_method", "best")))
+            method = self.rerank_method_box.findData(str(state.get("rerank_method",
+                                                                   "resample")))
             self.rerank_method_box.setCurrentIndex(max(0, method))
         except (TypeError, ValueError):
             pass  # settings from another version: keep the defaults

@@ -4,7 +4,7 @@
         [--model NAME] [--candidates N] [--seed S] [--temperature T]
         [--class auto|likely|drawn|any|C]
         [--sampler fast|reference] [--device cpu|cuda|mps] [--invert auto|yes|no]
-        [--rerank N [--rerank-method best|resample]] [--json]
+        [--rerank N [--rerank-method resample|best]] [--json]
 
 Each INPUT, an image or a folder of them, is read as the app reads an opened picture:
 fitted to the model's size and levels, dark-on-light pictures inverted to the model's light
@@ -23,8 +23,8 @@ applies to every input, so each input's result does not depend on the others.
 `--rerank N` makes the completion respect the whole picture (see model/rerank.py): N
 candidates are sampled as one batch, each scored by the model's likelihood of the entire
 image, including the known pixels after a hole, and one is written as `DIR/<stem>.png`:
-the most likely ("best", the default) or one resampled in proportion to the likelihood of
-what lies after the hole ("resample").
+one resampled in proportion to the likelihood of what lies after the hole ("resample", the
+default) or the most likely ("best").
 
 Every input, mask and the model are read before anything is sampled, so a bad one stops
 the run before any file is written. Exit status: 0 when every file was written; 2 for bad
@@ -153,9 +153,10 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rerank", type=whole_number(2), metavar="N",
                         help="sample N completions and keep the one that fits the whole "
                              "picture, including known pixels after a hole")
-    parser.add_argument("--rerank-method", choices=METHODS, default="best",
-                        help="with --rerank: keep the most likely (best) or resample in "
-                             "proportion to the likelihood (default: best)")
+    parser.add_argument("--rerank-method", choices=METHODS, default="resample",
+                        help="with --rerank: resample in proportion to the likelihood of "
+                             "the pixels after the hole (the default), or keep the most "
+                             "likely (best)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON summary instead of the written paths")
     args = parser.parse_args(argv)

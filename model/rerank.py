@@ -163,7 +163,8 @@ def rank(model: ImageModel, images, known, *, method: str = "best", seed: int = 
     return Reranked(images, image_loglik, evidence_loglik, method, index, seed, class_labels)
 
 
-def rerank(model: ImageModel, image, known=None, *, candidates: int = 16, method: str = "best",
+def rerank(model: ImageModel, image, known=None, *, candidates: int = 16,
+           method: str = "resample",
            temperature: float = 1.0, seed: int | None = None, class_label="auto",
            sampler: str = "fast", device=None) -> Reranked:
     """Complete `image` (C, H, W levels; (H, W) for one channel) N = `candidates` times in one

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
 import gui.main_window as main_window_module
@@ -276,8 +277,11 @@ def test_a_hole_with_known_pixels_after_it_is_completed_hole_aware_by_default(wi
     with qtbot.waitSignal(window.runner.finished, timeout=30000):
         window.complete()
     ranked = window.runner.ranked
-    assert ranked is not None and len(ranked.candidates) == 6 and ranked.method == "best"
-    assert ranked.index == int(np.argmax(ranked.image_loglik))
+    assert ranked is not None and len(ranked.candidates) == 6 and ranked.method == "resample"
+    assert ranked.index == rerank_module.choose("resample", ranked.image_loglik,
+                                                ranked.evidence_loglik, ranked.seed)
+    # Auto: each candidate's class drawn from the posterior, shown in the strip.
+    assert window.gallery.classes == ranked.class_labels == window.runner.class_labels
     values, known = window.canvas.drawing.snapshot()
     assert known.all()
     assert np.array_equal(values, ranked.image)  # the kept candidate is on the canvas
@@ -463,3 +467,30 @@ def test_objects_made_at_start_up_are_left_out_of_garbage_collections(tmp_path):
     before, frozen, tracked = map(int, result.stdout.split()[-3:])
     assert frozen > before + 50_000  # Qt's, and then PyTorch's and Numba's, imported since
     assert tracked < frozen // 20
+
+
+@pytest.mark.parametrize(("platform_keys", "expected"), [
+    (["Ctrl+Shift+Z"], ["Ctrl+Shift+Z"]),  # X11: Redo is Ctrl+Shift+Z already
+    (["Ctrl+Y"], ["Ctrl+Y", "Ctrl+Shift+Z"]),  # Windows
+])
+def test_redo_keys_never_repeat_a_key(monkeypatch, platform_keys, expected):
+    from PySide6.QtGui import QKeySequence
+
+    monkeypatch.setattr(QKeySequence, "keyBindings",
+                        lambda key: [QKeySequence(k) for k in platform_keys])
+    keys = [key.toString() for key in main_window_module.redo_shortcuts()]
+    assert keys == expected
+
+
+def test_redo_has_each_key_once_and_ctrl_shift_z_redoes(window, qtbot):
+    keys = [key.toString() for key in window.redo_action.shortcuts()]
+    assert len(keys) == len(set(keys)) and "Ctrl+Shift+Z" in keys
+    erase_bottom(window)
+    window.canvas.erase_all()
+    window.undo_stack.undo()
+    assert window.undo_stack.canRedo()
+    window.activateWindow()
+    qtbot.keyClick(window.canvas, "Z", Qt.KeyboardModifier.ControlModifier
+                   | Qt.KeyboardModifier.ShiftModifier)
+    assert not window.undo_stack.canRedo()  # redone
+    assert not window.canvas.drawing.known.any()

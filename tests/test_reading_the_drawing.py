@@ -52,7 +52,7 @@ def drag(qtbot, canvas, cells):
 
 def test_the_top_of_a_digit_drawn_with_the_default_pen_completes_below_its_ink(window, qtbot):
     canvas = window.canvas
-    assert canvas.brush_size == 3  # the default pen: as wide as MNIST's strokes
+    assert canvas.brush_size == window.brush_box.value() == 3  # as wide as MNIST's strokes
     drag(qtbot, canvas, [(2, 3), (2, 8), (5, 8)])  # the top of a 7
     drawn = canvas.drawing.snapshot()
     lowest_ink = int(np.flatnonzero(drawn[0].any(axis=(0, 2)))[-1])
@@ -185,7 +185,17 @@ def test_candidates_show_the_class_each_was_completed_as(window, qtbot):
     assert all(label in range(4) for label in classes)
 
 
-def test_posterior_watcher_drops_results_of_a_model_it_no_longer_watches(qtbot):
+def test_posterior_watcher_drops_results_of_a_model_it_no_longer_watches(qtbot, monkeypatch):
+    from model import posterior
+
+    release = threading.Event()
+    exact = posterior.class_posterior
+
+    def held_posterior(model, values, known):
+        release.wait(5)
+        return exact(model, values, known)
+
+    monkeypatch.setattr(posterior, "class_posterior", held_posterior)
     watcher = looks_like_module.ClassPosteriorWatcher()
     model = tiny_model(num_classes=3)
     seen = []
@@ -194,12 +204,13 @@ def test_posterior_watcher_drops_results_of_a_model_it_no_longer_watches(qtbot):
     watcher.request(np.zeros((1, 6, 7)), np.ones((6, 7), bool))
     qtbot.waitUntil(lambda: watcher.busy, timeout=2000)
     watcher.set_model(None)  # e.g. another model was opened meanwhile
+    release.set()
     watcher.wait()
-    qtbot.wait(50)
-    assert [s is None for s in seen] == [True, True]  # only the two resets
+    qtbot.waitUntil(lambda: not watcher.busy, timeout=2000)
+    assert seen == [None, None]  # only the two resets: the old model's result was dropped
     assert watcher.posterior is None
     watcher.set_model(model)
     watcher.request(np.zeros((1, 6, 7)), np.ones((6, 7), bool))
     qtbot.waitUntil(lambda: watcher.posterior is not None, timeout=5000)
     np.testing.assert_allclose(watcher.posterior,
-                               class_posterior(model, np.zeros((6, 7)), np.ones((6, 7), bool)))
+                               exact(model, np.zeros((6, 7)), np.ones((6, 7), bool)))
