@@ -271,6 +271,8 @@ class MainWindow(QMainWindow):
         # Colour models only (see _show_colour_pen): swatches and a picker for the pen.
         self.colour_pen = ColourPen()
         self.colour_pen.colour_chosen.connect(self.canvas.set_pen_colour)
+        # Choosing a colour means drawing with it, whatever tool was active.
+        self.colour_pen.colour_chosen.connect(lambda _: self.tool_actions["pen"].trigger())
         self.colour_pen_action = tools.addWidget(self.colour_pen)
         self.colour_pen_action.setVisible(False)
         tools.addSeparator()

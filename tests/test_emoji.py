@@ -263,6 +263,20 @@ def test_the_colour_pen_draws_the_quantized_colour(colour_window, qtbot, monkeyp
     assert pen.shown_colour() == palette_module.levels_colour((0, 6, 4), 8)
 
 
+@pytest.mark.parametrize("tool", ["eraser", "rect_erase", "erase_below"])
+def test_choosing_a_colour_switches_to_the_pen(colour_window, qtbot, tool):
+    canvas, pen = colour_window.canvas, colour_window.colour_pen
+    colour_window.tool_actions[tool].trigger()
+    assert canvas.tool == tool
+    button = next(b for b, colour in pen.swatches if colour == QColor(dict(PALETTE)["Red"]))
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    assert canvas.tool == "pen" and colour_window.tool_actions["pen"].isChecked()
+    qtbot.mouseClick(canvas, Qt.MouseButton.LeftButton,
+                     pos=canvas.cell_rect(1, 1).center().toPoint())
+    assert canvas.drawing.values[:, 1, 1].tolist() == [7, 1, 1]  # red ink, not an erasure
+    assert canvas.drawing.known[1, 1]
+
+
 def test_a_colour_image_is_completed_r_g_b_pixel_by_pixel(colour_window, qtbot):
     drawing = colour_window.canvas.drawing
     rng = np.random.default_rng(0)
