@@ -92,6 +92,14 @@ def class_posterior(model: ImageModel, image, known=None) -> np.ndarray:
     return normalised(class_log_likelihoods(model, image, known))
 
 
+def per_image(class_labels, count: int) -> tuple:
+    """One class (or None) for each of `count` images, or a sequence of one per image, as a
+    tuple."""
+    if class_labels is None or isinstance(class_labels, (int, np.integer)):
+        return (class_labels,) * count
+    return tuple(class_labels)
+
+
 def normalised(log_weights) -> np.ndarray:
     """A softmax: probabilities proportional to exp(log_weights), computed stably."""
     log_weights = np.asarray(log_weights, np.float64)
@@ -140,9 +148,10 @@ def choose_classes(model: ImageModel, image, known, class_label, candidates: int
         drawn = rng.choice(c.num_classes, size=candidates, p=posterior)
         return ClassChoice(tuple(int(k) for k in drawn), policy, posterior)
     if class_label is None or isinstance(class_label, (int, np.integer)):
-        labels, policy = (class_label,) * candidates, "none" if class_label is None else "fixed"
+        labels = per_image(class_label, candidates)
+        policy = "none" if class_label is None else "fixed"
     elif isinstance(class_label, Sequence | np.ndarray):
-        labels, policy = tuple(class_label), "given"
+        labels, policy = per_image(class_label, candidates), "given"
         if len(labels) != candidates:
             raise ValueError(f"{len(labels)} class labels given for {candidates} candidates.")
     else:

@@ -30,7 +30,7 @@ import torch
 
 from .base import ImageModel
 from .distributions import value_nats
-from .posterior import ClassChoice
+from .posterior import ClassChoice, normalised, per_image, prefix_mask
 from .sampling import complete, label_tensor
 
 METHODS = ("best", "resample")
@@ -44,12 +44,7 @@ def evidence_mask(known) -> np.ndarray:
     """(H, W) bool: the known pixels after the first unknown one in raster order, which the
     raster sampler cannot see while it fills the pixels before them."""
     known = np.asarray(known, bool)
-    flat = known.ravel()
-    after = np.zeros_like(flat)
-    unknown = np.flatnonzero(~flat)
-    if len(unknown):
-        after[unknown[0] + 1:] = flat[unknown[0] + 1:]
-    return after.reshape(known.shape)
+    return known & ~prefix_mask(known)
 
 
 def reranking_matters(known) -> bool:
@@ -69,7 +64,6 @@ class Reranked:
     index: int                   # the chosen candidate
     seed: int                    # the completion's seed (resampling draws from it too)
     class_labels: tuple = ()     # per candidate, the class it was sampled and scored with
-
     choice: ClassChoice | None = None  # how the classes were chosen, when rerank sampled
 
     @property
@@ -123,9 +117,7 @@ def resampling_weights(evidence_loglik) -> np.ndarray:
     the proposal is tempered; the same weights then target the tempered fill reweighted by the
     evidence, which keeps what the temperature asked for.
     """
-    log_w = np.asarray(evidence_loglik, dtype=np.float64)
-    w = np.exp(log_w - log_w.max())  # stable for any range of log weights
-    return w / w.sum()
+    return normalised(evidence_loglik)
 
 
 def choose(method: str, image_loglik, evidence_loglik, seed: int) -> int:
@@ -141,13 +133,6 @@ def check_method(method: str) -> None:
     if method not in METHODS:
         raise ValueError(f"Unknown reranking method {method!r}; choose one of "
                          f"{', '.join(METHODS)}.")
-
-
-def per_image(class_labels, count: int) -> tuple:
-    """One class (or None) for every image, or a sequence of one per image, as a tuple."""
-    if class_labels is None or isinstance(class_labels, (int, np.integer)):
-        return (class_labels,) * count
-    return tuple(class_labels)
 
 
 def rank(model: ImageModel, images, known, *, method: str = "best", seed: int = 0,
