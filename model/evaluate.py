@@ -78,9 +78,11 @@ class Float32Logits:
     """Runs a model under autocast but hands back float32 logits, so the loss that
     nll_nats computes from them is in float32 whatever precision the network ran in."""
 
-    def __init__(self, model: ImageModel, autocast_dtype: torch.dtype | None = None):
+    def __init__(self, model: ImageModel | torch.nn.Module,
+                 autocast_dtype: torch.dtype | None = None, config=None):
+        # `model` may be a wrapper (compiled, DDP) that runs a model of `config`.
         self.model = model
-        self.config = model.config
+        self.config = model.config if config is None else config
         self.autocast_dtype = autocast_dtype
 
     def __call__(self, x: torch.Tensor, labels=None) -> torch.Tensor:

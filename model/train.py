@@ -50,12 +50,14 @@ from .evaluate import (
     resolve_device,
 )
 from .io import ModelFileError, build_model, save_model
+from .train_distributed import World, join, leave, replica_difference, wrap
+from .train_engine import COMPILE_CHOICES, PRECISIONS, Engine, candidates, choose_engine, scorer_for
+from .train_history import continue_card, history_of, inherited_settings, load_initial
+from .train_schedule import SCHEDULES, BudgetSchedule
 
 NO_CLASS = -1
 EVAL_BATCH_SIZE = 256
 CHECKPOINT_FORMAT = 1
-PRECISIONS = ("auto", "bf16", "fp32")
-SCHEDULES = ("cosine", "constant")
 _MODEL_DEFAULTS = ModelConfig()
 
 DEFAULTS = {
@@ -66,15 +68,15 @@ DEFAULTS = {
     "first_kernel_size": _MODEL_DEFAULTS.first_kernel_size,
     "kernel_size": _MODEL_DEFAULTS.kernel_size, "num_classes": 10, "epochs": 10,
     "batch_size": 64, "lr": 1e-3, "schedule": "cosine", "time_budget": None,
-    "no_class_fraction": 0.2, "seed": 0, "device": "auto", "precision": "auto",
+    "no_class_fraction": 0.2, "seed": 0, "device": "auto", "precision": "auto", "compile": "auto",
     "checkpoint_dir": None, "checkpoint_minutes": 3.0, "resume": False,
-    "limit_train": None, "limit_eval": None,
+    "limit_train": None, "limit_eval": None, "init_from": None,
 }
 # What defines a run: a resumed run takes these from its checkpoint and refuses new values.
 FIXED_ON_RESUME = (
     "dataset", "image_size", "hflip", "mode", "levels", "architecture", "layers",
     "hidden_channels", "first_kernel_size", "kernel_size", "num_classes", "batch_size", "lr",
-    "schedule", "no_class_fraction", "seed", "limit_train", "limit_eval",
+    "schedule", "no_class_fraction", "seed", "limit_train", "limit_eval", "init_from",
 )
 
 
@@ -97,8 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output-dir", help="where the model goes (default: resources/models)")
     run.add_argument("--device", choices=DEVICES, help="(default: auto, CUDA if present)")
     run.add_argument("--precision", choices=PRECISIONS,
-                     help="bf16 autocast or fp32; auto: bf16 on CUDA and on CPUs with native "
-                          "bf16, fp32 elsewhere, where bf16 is emulated and slower")
+                     help="bf16 autocast or fp32; auto (default): time both where bf16 is "
+                          "native (CUDA, CPUs with AVX-512 BF16 or AMX) and keep the faster")
+    run.add_argument("--compile", choices=COMPILE_CHOICES,
+                     help="torch.compile the training step: on, off, or auto (default): time "
+                          "a few steps each way, compile time included, and keep the faster")
     run.add_argument("--seed", type=int, help=f"(default: {d['seed']})")
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", choices=DATASETS,
@@ -144,6 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     ckpt.add_argument("--checkpoint-minutes", type=float,
                       help=f"checkpoint and validate this often (default: "
                            f"{d['checkpoint_minutes']})")
+    ckpt.add_argument("--init-from", metavar="NAME_OR_PATH",
+                      help="start from this model's weights (a bundled model's name or a "
+                           "path) with a fresh optimizer and a short warm-up; its "
+                           "architecture and data come with it, and the new card continues "
+                           "its history")
     ckpt.add_argument("--resume", action="store_true",
                       help="continue exactly from the checkpoint in --checkpoint-dir")
     return parser
@@ -236,24 +246,6 @@ def model_config(s: dict) -> ModelConfig:
     )
 
 
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    return torch.bfloat16 if cpu_has_fast_bf16() else None
-
-
-def cpu_has_fast_bf16() -> bool:
-    # Without AVX-512 (e.g. AVX2 only) oneDNN emulates bf16: measured 2.6x slower than fp32.
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 # Training state
 
 
@@ -273,6 +265,7 @@ class Progress:
     train_nats_sum: float = 0.0  # since the last learning-curve point
     train_images: int = 0
     commands: list = field(default_factory=list)  # every invocation of this run, in order
+    history: dict | None = None  # the runs before this one, when started --init-from
 
 
 @dataclass
@@ -280,12 +273,13 @@ class Run:
     settings: dict
     model: ImageModel
     optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scheduler: BudgetSchedule
     shuffle: torch.Generator  # image order and which labels are dropped
     progress: Progress
     device: torch.device
     steps_per_epoch: int
     checkpoint_path: Path
+    world: World = field(default_factory=World)
     started: float = field(default_factory=time.monotonic)
 
     def minutes(self) -> float:
@@ -295,25 +289,13 @@ class Run:
         return self.progress.step / self.steps_per_epoch
 
 
-def learning_rate_factor(step: int, total_steps: int, schedule: str) -> float:
-    """Linear warm-up over the first 2% of steps (at most 500), then cosine decay to zero."""
-    if schedule == "constant":
-        return 1.0
-    warmup = max(1, min(500, total_steps // 50))
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-    return 0.5 * (1 + math.cos(math.pi * progress))
-
-
 def new_run(s: dict, device: torch.device, num_train: int) -> Run:
     torch.manual_seed(s["seed"])
     model = build_model(model_config(s)).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=s["lr"])
     steps_per_epoch = math.ceil(num_train / s["batch_size"])
     total_steps = s["epochs"] * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: learning_rate_factor(step, total_steps, s["schedule"]))
+    scheduler = BudgetSchedule(optimizer, s["schedule"], total_steps)
     shuffle = torch.Generator().manual_seed(s["seed"])
     return Run(s, model, optimizer, scheduler, shuffle, Progress(), device, steps_per_epoch,
                checkpoint_path(s))
@@ -347,6 +329,7 @@ def save_checkpoint(run: Run) -> None:
         "learning_curve": p.learning_curve,
         "train_nats_sum": p.train_nats_sum, "train_images": p.train_images,
         "commands": p.commands,
+        "history": p.history,
     }
     path = run.checkpoint_path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -384,6 +367,7 @@ def restore(run: Run, checkpoint: dict) -> None:
         learning_curve=checkpoint["learning_curve"],
         train_nats_sum=checkpoint["train_nats_sum"], train_images=checkpoint["train_images"],
         commands=list(checkpoint.get("commands", [])),  # checkpoints before this kept none
+        history=checkpoint.get("history"),
     )
 
 
@@ -446,7 +430,6 @@ def train_step(run: Run, scorer: Float32Logits, x: torch.Tensor, labels) -> torc
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     run.optimizer.step()
-    run.scheduler.step()
     return nats.detach().sum()
 
 
@@ -475,36 +458,75 @@ class Session:
     """This invocation's clock, speed and progress bar: nothing here is checkpointed."""
 
     bar: object
-    budget_seconds: float | None
+    deadline: float | None  # time.monotonic() when the time budget ends
     last_checkpoint: float = field(default_factory=time.monotonic)
+    last_step: float = field(default_factory=time.monotonic)
     images: int = 0
     seconds: float = 0.0  # in training steps only, for images per second
 
     def images_per_second(self) -> float:
         return self.images / max(self.seconds, 1e-9)
 
+    def seconds_left(self, now: float) -> float | None:
+        return None if self.deadline is None else self.deadline - now
+
+
+def pick_engine(run: Run, train_split, say) -> tuple[Engine, Float32Logits, list]:
+    """The fastest engine among --compile x --precision, timed on one real training batch
+    (drawn without touching the run's own random streams)."""
+    s = run.settings
+    engines = candidates(s["compile"], s["precision"], run.device)
+    images, labels = train_split
+    index = torch.randperm(len(images), generator=torch.Generator().manual_seed(1))
+    index = index[:s["batch_size"]].to(run.device)
+    x, y = images[index].long(), labels[index]
+    if run.model.config.num_classes:
+        y = y.masked_fill(torch.arange(len(y), device=y.device) % 5 == 0, NO_CLASS)
+    else:
+        y = None
+    if len(engines) > 1:
+        say(f"Timing {len(engines)} ways to train on this host "
+            f"({', '.join(map(str, engines))}):")
+    engine, scorer, timings = choose_engine(run.model, x, y, engines, say)
+    if run.world.distributed:  # process 0's choice, around the DDP-wrapped model
+        engine = engines[int(run.world.agree([engines.index(engine)])[0])]
+        scorer = scorer_for(run.model, engine, wrap(run.model, run.world))
+    say(f"Training {engine}." if not timings else
+        f"Training {engine}: {max(t.images_per_second for t in timings if t.images_per_second)}"
+        " images/s in the timing.")
+    return engine, scorer, timings
+
 
 def train(run: Run, splits: Splits) -> dict:
-    """Train to the planned epochs or the time budget; returns this invocation's speed."""
+    """Train to the planned epochs or the time budget; returns this invocation's speed and
+    how it trained."""
     s, p = run.settings, run.progress
-    dtype = autocast_dtype(s["precision"], run.device)
-    scorer = Float32Logits(run.model, dtype)
-    session = Session(progress_bar(total=s["epochs"] * run.steps_per_epoch, initial=p.step),
-                      None if s["time_budget"] is None else s["time_budget"] * 60)
+    world = run.world
+    say = _stderr if world.writes else _silent
+    engine, scorer, timings = pick_engine(run, splits.train, say)
+    deadline = None if s["time_budget"] is None else run.started + s["time_budget"] * 60
+    bar = (progress_bar(total=s["epochs"] * run.steps_per_epoch, initial=p.step)
+           if world.writes else _SilentBar())
+    session = Session(bar, deadline)
     out_of_time = False
     while p.epoch < s["epochs"] and not out_of_time:
         out_of_time = train_until_pause(run, splits.train, scorer, session)
         if p.step_in_epoch == run.steps_per_epoch:
             p.epoch, p.step_in_epoch, p.order = p.epoch + 1, 0, None
-        validate(run, splits, dtype, session.bar.write)
-        save_checkpoint(run)
+        if world.writes:
+            validate(run, splits, engine.autocast_dtype, session.bar.write)
+            save_checkpoint(run)
+        world.barrier()
         session.last_checkpoint = time.monotonic()
     session.bar.close()
     if out_of_time:
-        print(f"Time budget of {s['time_budget']} minutes reached after {p.step} steps; "
-              "stopping.", file=sys.stderr)
-    return {"images_per_second": round(session.images_per_second(), 1),
-            "precision": "fp32" if dtype is None else "bf16"}
+        say(f"Time budget of {s['time_budget']} minutes reached after {p.step} steps, "
+            f"the learning rate annealed to {run.scheduler.factor():.3g} x --lr; stopping.")
+    return {"images_per_second": round(session.images_per_second() * world.size, 1),
+            "precision": engine.precision, "compiled": engine.compiled,
+            "engine_timings": [{"engine": str(t.engine), "images_per_second":
+                                t.images_per_second, "seconds": t.seconds,
+                                **({"error": t.error} if t.error else {})} for t in timings]}
 
 
 def train_until_pause(run: Run, train_split, scorer: Float32Logits, session: Session) -> bool:
@@ -523,24 +545,43 @@ def train_until_pause(run: Run, train_split, scorer: Float32Logits, session: Ses
         if s["hflip"]:
             mirror = torch.rand(len(index), generator=run.shuffle) < 0.5
             x = torch.where(mirror.to(run.device)[:, None, None, None], x.flip(-1), x)
-        pending += train_step(run, scorer, x, batch_labels(run, labels[index]))
+        # The whole global batch's random draws above, then this process's share of it.
+        y = batch_labels(run, labels[index])
+        x, y = run.world.shard(x), run.world.shard(y)
+        pending += train_step(run, scorer, x, y)
         p.step, p.step_in_epoch = p.step + 1, p.step_in_epoch + 1
-        p.train_images += len(index)
-        session.images += len(index)
-        session.seconds += time.monotonic() - started
+        p.train_images += len(index)  # the global batch: its nats are summed over processes
+        session.images += len(x)
+        now = time.monotonic()
+        session.seconds += now - started
+        # The schedule's share of this step counts the pauses since the last one too.
+        run.scheduler.step(now - session.last_step, session.seconds_left(now))
+        session.last_step = now
         session.bar.update(1)
         if p.step % 20 == 0:
-            p.train_nats_sum += pending.item()
+            p.train_nats_sum += run.world.total(pending).item()
             pending.zero_()
             show_speed(run, session)
-        now = time.monotonic()
-        out_of_time = (session.budget_seconds is not None
-                       and now - run.started >= session.budget_seconds)
-        if now - session.last_checkpoint >= s["checkpoint_minutes"] * 60:
+        left = session.seconds_left(now)
+        pause = now - session.last_checkpoint >= s["checkpoint_minutes"] * 60
+        out_of_time = left is not None and left <= 0
+        if run.world.distributed:  # process 0's clock decides for every process
+            position, out_of_time, pause = run.world.agree(
+                [run.scheduler.position, out_of_time, pause])
+            run.scheduler.set_position(position)
+        if pause:
             break
-    p.train_nats_sum += pending.item()
+    p.train_nats_sum += run.world.total(pending).item()
     show_speed(run, session)
     return out_of_time
+
+
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def _silent(text: str) -> None:
+    pass
 
 
 def show_speed(run: Run, session: Session) -> None:
@@ -548,7 +589,7 @@ def show_speed(run: Run, session: Session) -> None:
     session.bar.set_postfix_str(
         f"epoch {run.epochs_done():.2f}, "
         f"loss {p.train_nats_sum / max(1, p.train_images):.2f} nats/image, "
-        f"{session.images_per_second():.0f} images/s")
+        f"{session.images_per_second() * run.world.size:.0f} images/s")
 
 
 def progress_bar(total: int, initial: int):
@@ -626,13 +667,18 @@ def final_card(run: Run, splits: Splits, speed: dict) -> dict:
             "best_step": p.best_step, "batch_size": s["batch_size"], "lr": s["lr"],
             "schedule": s["schedule"], "no_class_fraction": s["no_class_fraction"],
             "seed": s["seed"], "precision": speed["precision"],
+            "compiled": speed["compiled"], "engine_timings": speed["engine_timings"],
             "valid_images": len(splits.valid[0]), "test_images": len(test_images),
             "train_images": len(splits.train[0]), "hflip": s["hflip"],
             "images_per_second": speed["images_per_second"],
         },
     }
+    if "distributed" in speed:
+        card["training"]["distributed"] = speed["distributed"]
     if len(p.commands) > 1:  # a run resumed: every command it took, in order
         card["training_commands"] = p.commands
+    if p.history is not None:
+        continue_card(card, p.history)
     if s["dataset"] == "emoji":
         card["emoji"] = emoji.description(s["image_size"], s["data"])
     if run.model.config.num_classes:
@@ -658,17 +704,27 @@ def prepare(argv: list[str]) -> tuple[Run, Splits]:
     given = given_settings(argv)
     settings = with_defaults(given)
     checkpoint = None
+    initial = None
     if settings["resume"]:
         checkpoint = read_checkpoint(checkpoint_path(settings))
         settings = resumed_settings(checkpoint["settings"], given)
+    elif settings["init_from"] is not None:
+        initial = load_initial(settings["init_from"])
+        settings = with_defaults({**given, **inherited_settings(initial[1], given)})
     elif checkpoint_path(settings).exists():
         # Starting afresh would overwrite it: maybe hours of training.
         raise UsageError(f"{checkpoint_path(settings)} already exists; pass --resume to continue "
                          "that run, or delete it or pick another --checkpoint-dir to start anew.")
     check_settings(settings)
     device = resolve_device(settings["device"])
+    world = join(device)
     splits = load_splits(settings, device)
     run = new_run(settings, device, len(splits.train[0]))
+    run.world = world
+    if initial is not None:
+        model, card, _ = initial
+        run.model.load_state_dict(model.state_dict())
+        run.progress.history = history_of(card, settings["init_from"])
     if checkpoint is not None:
         restore(run, checkpoint)
         if "commands" not in checkpoint:  # saved with this run's checkpoints from now on
@@ -686,11 +742,25 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, DatasetError, ModelFileError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    try:
+        return finish(run, splits, speed)
+    finally:
+        leave(run.world)
+
+
+def finish(run: Run, splits: Splits, speed: dict) -> int:
+    """Check the replicas agree, then (process 0) score the best weights and write them."""
+    difference = replica_difference(run.model, run.world)
+    if not run.world.writes:
+        return 0
+    if run.world.distributed:
+        speed["distributed"] = {**run.world.describe(run.settings["batch_size"]),
+                                "replica_max_difference": difference}
     if run.progress.best_state is not None:
         run.model.load_state_dict(run.progress.best_state)
     card = final_card(run, splits, speed)
     destination = Path(run.settings["output_dir"]) / run.settings["name"]
-    if run.settings["resume"]:
+    if run.settings["resume"] or run.settings["init_from"]:
         kept = notes_from_previous_card(destination, card)
         if kept:
             print("kept from the previous card, check they still hold: " + ", ".join(kept))

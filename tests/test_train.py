@@ -48,7 +48,7 @@ def mnist_dir(tmp_path_factory):
 def train_args(mnist_dir, out, name="tiny", *extra):
     return ["--data", str(mnist_dir), "--name", name, "--output-dir", str(out),
             "--checkpoint-dir", str(out / f"{name}-checkpoints"), "--device", "cpu",
-            *TINY_MODEL, *extra]
+            "--compile", "off", "--precision", "fp32", *TINY_MODEL, *extra]
 
 
 @pytest.fixture(scope="module")
@@ -216,3 +216,74 @@ def test_gray_mode_without_levels_is_refused(mnist_dir, tmp_path, capsys):
     args = train_args(mnist_dir, tmp_path, "gray", "--mode", "gray")
     assert train.main(args) == 2
     assert "--levels" in capsys.readouterr().err
+
+
+def test_a_budget_cut_run_ends_with_the_learning_rate_annealed(mnist_dir, tmp_path):
+    # 1000 epochs planned, 2 seconds given: the schedule follows the budget, not the epochs.
+    args = train_args(mnist_dir, tmp_path, "cut", "--epochs", "1000", "--time-budget", "0.033")
+    assert train.main(args) == 0
+    checkpoint = torch.load(tmp_path / "cut-checkpoints" / "last.pt", weights_only=True)
+    assert checkpoint["step"] < 1000 * 4
+    assert checkpoint["scheduler"]["position"] == 1.0
+
+
+def test_compiled_training_matches_eager_training(mnist_dir, tmp_path):
+    weights = {}
+    for compile_choice in ("off", "on"):
+        name = f"compile-{compile_choice}"
+        args = train_args(mnist_dir, tmp_path, name, "--epochs", "1", "--limit-train", "32",
+                          "--compile", compile_choice)
+        assert train.main(args) == 0
+        assert read_card(tmp_path / name)["training"]["compiled"] == (compile_choice == "on")
+        weights[compile_choice] = torch.load(
+            tmp_path / f"{name}-checkpoints" / "last.pt", weights_only=True)["model"]
+    for key, tensor in weights["off"].items():
+        torch.testing.assert_close(weights["on"][key], tensor, rtol=1e-4, atol=1e-5)
+
+
+def test_compile_auto_times_both_ways_and_trains_the_faster(mnist_dir, tmp_path, capsys):
+    args = train_args(mnist_dir, tmp_path, "auto", "--epochs", "1", "--limit-train", "16",
+                      "--compile", "auto")
+    assert train.main(args) == 0
+    training = read_card(tmp_path / "auto")["training"]
+    timings = {t["engine"]: t["images_per_second"] for t in training["engine_timings"]}
+    assert set(timings) == {"eager fp32", "compiled fp32"}
+    fastest = max(timings, key=timings.get)
+    assert training["compiled"] == fastest.startswith("compiled")
+    assert f"Training {fastest}" in capsys.readouterr().err
+
+
+def test_init_from_starts_from_the_models_weights_and_continues_its_card(
+        trained, mnist_dir, tmp_path):
+    # One step at a vanishing learning rate: the weights are still the initial model's.
+    args = train_args(mnist_dir, tmp_path, "continued", "--epochs", "1", "--lr", "1e-12",
+                      "--time-budget", "0", "--init-from", str(trained / "tiny"))
+    assert train.main(args) == 0
+    first, continued = load_model(trained / "tiny"), load_model(tmp_path / "continued")
+    after = continued.state_dict()
+    for key, before in first.state_dict().items():
+        torch.testing.assert_close(after[key], before, rtol=0, atol=1e-6, msg=key)
+    old, new = read_card(trained / "tiny"), read_card(tmp_path / "continued")
+    assert new["config"] == old["config"]
+    assert new["training_commands"] == [old["command"], new["command"]]
+    assert new["steps"] == old["steps"] + 1
+    assert new["wall_minutes"] >= old["wall_minutes"]
+    runs = [point["run"] for point in new["learning_curve"]]
+    assert runs == [0] * len(old["learning_curve"]) + [1]
+    assert new["learning_curve"][-1]["step"] == new["steps"]
+    assert new["initialised_from"]["model"] == str(trained / "tiny")
+    assert new["initialised_from"]["this_run"]["steps"] == 1
+
+
+def test_init_from_takes_the_architecture_and_refuses_a_different_one(
+        trained, mnist_dir, tmp_path, capsys):
+    args = train_args(mnist_dir, tmp_path, "other", "--init-from", str(trained / "tiny"))
+    args[args.index("--hidden-channels") + 1] = "8"
+    assert train.main(args) == 2
+    assert "--hidden-channels 8 (the model has 4)" in capsys.readouterr().err
+
+
+def test_init_from_a_missing_model_exits_2_naming_it(mnist_dir, tmp_path, capsys):
+    args = train_args(mnist_dir, tmp_path, "other", "--init-from", str(tmp_path / "nothing"))
+    assert train.main(args) == 2
+    assert "nothing" in capsys.readouterr().err
