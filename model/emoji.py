@@ -129,10 +129,17 @@ def rendered(size: int = IMAGE_SIZE, directory: str | os.PathLike | None = None,
              font_path: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray, Path]:
     """Every glyph at `size` as (uint8 images N x 3 x size x size, codepoints N), read from
     the cache in `directory` (default cache_dir()) or rendered and cached there; and the path
-    of the cache file."""
-    font_file = find_font(font_path)
-    digest = font_digest(font_file)
+    of the cache file. Without the font (a GPU machine that cannot install it), a cache
+    brought along is used as it is."""
     cache = Path(directory or cache_dir()) / f"emoji-{size}.npz"
+    try:
+        font_file = find_font(font_path)
+    except DatasetError:
+        brought = None if font_path is not None else cached_without_font(cache, size)
+        if brought is None:
+            raise
+        return brought[0], brought[1], cache
+    digest = font_digest(font_file)
     if cache.is_file():
         try:
             with np.load(cache) as saved:
@@ -152,6 +159,20 @@ def rendered(size: int = IMAGE_SIZE, directory: str | os.PathLike | None = None,
     return images, cps, cache
 
 
+def cached_without_font(cache: Path, size: int):
+    """(images, codepoints, font SHA-256) from a cache file, or None if there is no usable
+    one."""
+    try:
+        with np.load(cache) as saved:
+            if int(saved["format"]) == CACHE_FORMAT and saved["images"].shape[1:] == (3, size,
+                                                                                      size):
+                return (saved["images"], saved["codepoints"].astype(np.int64),
+                        str(saved["font_sha256"]))
+    except (OSError, ValueError, KeyError, zlib.error):
+        pass
+    return None
+
+
 def load_emoji(split: str, size: int = IMAGE_SIZE, levels: int = LEVELS,
                directory: str | os.PathLike | None = None,
                font_path: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -166,12 +187,16 @@ def load_emoji(split: str, size: int = IMAGE_SIZE, levels: int = LEVELS,
 def description(size: int = IMAGE_SIZE, directory: str | os.PathLike | None = None,
                 font_path: str | os.PathLike | None = None) -> dict:
     """What a model card records about the dataset it was trained on."""
-    font_file = find_font(font_path)
-    _, cps, _ = rendered(size, directory, font_path)
+    _, cps, cache = rendered(size, directory, font_path)
+    try:
+        font_file = find_font(font_path)
+        font_name, digest = font_file.name, font_digest(font_file)
+    except DatasetError:  # rendered elsewhere: the cache names the font it came from
+        font_name, digest = "NotoColorEmoji.ttf", cached_without_font(cache, size)[2]
     splits = [split_of(int(cp)) for cp in cps]
     return {
-        "font": f"{font_file.name} ({FONT_PACKAGE}), {FONT_SIZE} px bitmaps",
-        "font_sha256": font_digest(font_file),
+        "font": f"{font_name} ({FONT_PACKAGE}), {FONT_SIZE} px bitmaps",
+        "font_sha256": digest,
         "glyphs": len(cps),
         "image_size": size,
         "background": "black",

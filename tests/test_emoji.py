@@ -116,6 +116,19 @@ def test_splits_are_cached_quantized_and_rebuilt_for_another_font(emoji_cache, m
     assert len(renders) == 1
 
 
+def test_a_cache_brought_to_a_machine_without_the_font_is_used_as_it_is(
+        emoji_cache, tmp_path, monkeypatch):
+    expected = emoji.load_emoji("valid", 8, 8, emoji_cache)
+    font_sha256 = emoji.description(8, emoji_cache)["font_sha256"]
+    monkeypatch.setattr(emoji, "FONT_PATHS", (tmp_path / "no-font.ttf",))
+    images, cps = emoji.load_emoji("valid", 8, 8, emoji_cache)
+    assert np.array_equal(images, expected[0]) and np.array_equal(cps, expected[1])
+    assert emoji.description(8, emoji_cache)["font_sha256"] == font_sha256
+    # Without a cache there is nothing to train on, and the message says how to get the font.
+    with pytest.raises(DatasetError, match="apt-get install -y fonts-noto-color-emoji"):
+        emoji.load_emoji("valid", 8, 8, tmp_path / "empty")
+
+
 # Training and measuring
 
 
