@@ -52,6 +52,7 @@ from .images import (
     write_png,
 )
 from .io import ModelFileError, load_model, model_paths
+from .memory import MemoryLimitError, check_candidates_fit
 from .posterior import AUTO_POLICIES
 from .registry import DEFAULT_MODEL, bundled_models, resolve_model
 from .rerank import METHODS, rerank
@@ -219,6 +220,11 @@ def read_model(name: str):
 
 
 def check_options(args: argparse.Namespace, config) -> None:
+    try:
+        check_candidates_fit(config, max(args.candidates, args.rerank or 1))
+    except MemoryLimitError as error:
+        option = "--rerank" if args.rerank else "--candidates"
+        raise BadInput([f"{option}: {error}"]) from None
     if args.erase_below is not None and args.erase_below > config.height:
         raise BadInput([f"--erase-below {args.erase_below} is below the model's "
                         f"{config.height} rows; give a row from 0 to {config.height}."])

@@ -18,6 +18,7 @@ import torch
 
 from .base import ImageModel
 from .distributions import draw, probabilities
+from .memory import check_candidates_fit
 from .posterior import ClassChoice, choose_classes
 from .seeds import new_seed
 
@@ -79,6 +80,7 @@ class SamplingTask:
             raise ValueError(f"Known pixel values must lie within 0..{c.levels - 1}.")
         if candidates < 1:
             raise ValueError(f"Number of candidates must be at least 1, not {candidates}.")
+        check_candidates_fit(c, candidates)
         if not temperature >= 0:
             raise ValueError(f"Temperature must be 0 or more, not {temperature}.")
         self.config = c
