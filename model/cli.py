@@ -56,9 +56,7 @@ from .memory import MemoryLimitError, check_candidates_fit
 from .posterior import AUTO_POLICIES
 from .registry import DEFAULT_MODEL, bundled_models, resolve_model
 from .rerank import METHODS, rerank
-from .sampling import SAMPLERS, complete, pick_device
-
-DEVICES = ("cpu", "cuda", "mps")
+from .sampling import DEVICES, SAMPLERS, complete, pick_device
 
 
 class BadInput(Exception):
@@ -147,7 +145,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
                              "'any' for none")
     parser.add_argument("--sampler", choices=SAMPLERS, default="fast")
     parser.add_argument("--device", choices=DEVICES,
-                        help="default: CUDA, then MPS, else the CPU")
+                        help="default (auto): CUDA, then MPS, else the CPU")
     parser.add_argument("--invert", choices=INVERT_CHOICES, default="auto",
                         help="invert inputs to light ink on black (default: auto, "
                              "when the border is light)")

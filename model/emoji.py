@@ -37,6 +37,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .data import DatasetError, quantize
+from .files import write_atomically
 from .images import fit
 
 DATASET = "emoji"
@@ -152,10 +153,12 @@ def rendered(size: int = IMAGE_SIZE, directory: str | os.PathLike | None = None,
     cps = np.array(codepoints(font), np.int64)
     images = render(font, cps, size)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    temporary = cache.with_name(f".{cache.name}.{os.getpid()}.tmp.npz")
-    np.savez_compressed(temporary, images=images, codepoints=cps, font_sha256=digest,
-                        format=CACHE_FORMAT)
-    os.replace(temporary, cache)  # a crash mid-write never leaves a half cache behind
+    def save(temporary: Path) -> None:
+        with open(temporary, "wb") as file:  # a file: np.savez would add ".npz" to a name
+            np.savez_compressed(file, images=images, codepoints=cps, font_sha256=digest,
+                                format=CACHE_FORMAT)
+
+    write_atomically(cache, save)
     return images, cps, cache
 
 

@@ -27,9 +27,8 @@ from .data import MODES, DatasetError, MnistDataset
 from .distributions import nats_to_bits_per_dim, nll_nats
 from .io import ModelFileError, load_model, model_paths, read_card
 from .registry import MODELS_DIR, resolve_model
-from .sampling import pick_device
+from .sampling import DEVICES, pick_device
 
-DEVICES = ("auto", "cpu", "cuda")
 DATASETS = ("mnist", "emoji")
 
 
@@ -38,8 +37,9 @@ class UsageError(ValueError):
 
 
 def resolve_device(name: str) -> torch.device:
-    """"auto" picks CUDA when present, else the CPU (the samplers' pick_device checks the
-    rest; MPS is left out of training and scoring, which run under CUDA or CPU autocast)."""
+    """The device a training or scoring command runs on: "auto" is CUDA when present, else
+    the CPU (Apple's MPS only when asked for: bf16 autocast and compiling are untested
+    there, and fp32 is what "auto" picks on it)."""
     if name not in DEVICES:
         raise UsageError(f"Unknown device {name!r}; expected one of {', '.join(DEVICES)}.")
     if name == "auto":

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
-import secrets
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from .files import write_atomically
 
 MAX_PIXELS = 100_000_000  # refuse larger pictures before decoding them
 # A picture much larger than the model is first shrunk by whole-number box averaging (in
@@ -250,6 +250,13 @@ def fit(pixels: np.ndarray, height: int, width: int, background=None) -> np.ndar
     return canvas
 
 
+def bottom_half_known(height: int, width: int) -> np.ndarray:
+    """Known-pixel mask: the top half (rows < height // 2) known, the rest to complete."""
+    known = np.ones((height, width), bool)
+    known[height // 2:] = False
+    return known
+
+
 def quantize(pixels: np.ndarray, levels: int) -> np.ndarray:
     """Equal-width bins of 0..1; for 2 levels, a threshold at the midpoint."""
     return np.clip(np.floor(pixels * levels), 0, levels - 1).astype(np.uint8)
@@ -313,19 +320,3 @@ def save_gif(path, frames: list[np.ndarray], levels: int, scale: int = 8,
     write_atomically(path, lambda temporary: pictures[0].save(
         temporary, format="GIF", save_all=True, append_images=pictures[1:],
         duration=durations, loop=0))
-
-
-def write_atomically(path, write: Callable[[Path], object]) -> None:
-    """Have `write` fill a temporary file, then rename it to `path`: the file is replaced
-    only after a full write, so a crash never leaves half a file."""
-    path = Path(path)
-    # Beside the target, so os.replace is a rename on one file system and never half-done.
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except OSError as error:
-        raise OSError(f"Cannot save {path}: {error}") from error
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)

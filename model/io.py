@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from .base import ImageModel
 from .card import ModelFileError, model_paths, read_card
 from .config import ModelConfig
+from .files import write_atomically, write_text_atomically
 from .gated import GatedPixelCNN
 from .pixelcnn import PixelCNN
 
@@ -36,12 +37,9 @@ def save_model(model: ImageModel, path: str | os.PathLike, **card) -> tuple[Path
     weights_path, card_path = model_paths(path)
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
-    temporary = weights_path.with_name(weights_path.name + ".tmp")
-    save_file(state, str(temporary))
-    os.replace(temporary, weights_path)
-    temporary = card_path.with_name(card_path.name + ".tmp")
-    temporary.write_text(json.dumps({"config": model.config.to_dict(), **card}, indent=2) + "\n")
-    os.replace(temporary, card_path)
+    write_atomically(weights_path, lambda temporary: save_file(state, str(temporary)))
+    write_text_atomically(card_path, json.dumps({"config": model.config.to_dict(), **card},
+                                                indent=2) + "\n")
     return weights_path, card_path
 
 

@@ -36,6 +36,8 @@ from torch import nn
 from .base import ImageModel
 from .data import IMAGE_SIZE, levels_for_mode
 from .evaluate import card_data_mode, load_split, positive_int, resolve_model_path, run_measurement
+from .files import write_atomically, write_text_atomically
+from .images import bottom_half_known
 from .io import ModelFileError, load_model, read_card
 from .posterior import class_posterior
 from .registry import ROOT
@@ -150,13 +152,9 @@ def save_classifier(classifier: DigitClassifier, mode: str, test_accuracy: float
     weights_path, info_path = classifier_paths(mode, classifier.levels, cache_dir)
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().float().cpu().contiguous() for k, v in classifier.state_dict().items()}
-    temporary = weights_path.with_name(weights_path.name + ".tmp")
-    save_file(state, str(temporary))
-    os.replace(temporary, weights_path)
+    write_atomically(weights_path, lambda temporary: save_file(state, str(temporary)))
     info = {"mode": mode, "levels": classifier.levels, "test_accuracy": test_accuracy, **details}
-    temporary = info_path.with_name(info_path.name + ".tmp")
-    temporary.write_text(json.dumps(info, indent=2) + "\n")
-    os.replace(temporary, info_path)
+    write_text_atomically(info_path, json.dumps(info, indent=2) + "\n")
     return weights_path
 
 
@@ -202,13 +200,6 @@ def load_or_train_classifier(data_dir, mode: str, levels: int | None = None, epo
     save_classifier(classifier, mode, test_accuracy, cache_dir, epochs=epochs, seed=seed,
                     train_minutes=round(minutes, 2), threads=torch.get_num_threads())
     return classifier, test_accuracy
-
-
-def bottom_half_known(height: int, width: int) -> np.ndarray:
-    """Known-pixel mask: the top half (rows < height // 2) known, the rest to complete."""
-    known = np.ones((height, width), bool)
-    known[height // 2:] = False
-    return known
 
 
 # How a measured completion is conditioned: no class, the digit's true class, or the class

@@ -41,9 +41,14 @@ def label_tensor(class_labels, device) -> torch.Tensor | None:
                         dtype=torch.long, device=device)
 
 
+# Every command's --device choices; "auto" is pick_device's own choice.
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
 def pick_device(requested: str | None = None) -> torch.device:
-    """CUDA if available, then Apple MPS, else the CPU; or the device asked for."""
-    if requested:
+    """CUDA if available, then Apple MPS, else the CPU ("auto" or None); or the device
+    asked for."""
+    if requested and requested != "auto":
         device = torch.device(requested)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("CUDA was requested, but no CUDA device is available.")

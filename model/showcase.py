@@ -21,7 +21,7 @@ from .data import DatasetError, load_mnist, quantize
 from .emoji import load_emoji
 from .evaluate import UsageError, card_dataset
 from .holes import central_hole_known
-from .images import enlarge, levels_to_rgb
+from .images import bottom_half_known, enlarge, levels_to_rgb
 from .io import ModelFileError, load_model, read_card
 from .registry import resolve_model
 from .sampling import complete
@@ -40,12 +40,6 @@ def sample_row(model, class_label, seed) -> np.ndarray:
     unknown = np.zeros((cfg.height, cfg.width), bool)
     return complete(model, blank, unknown, candidates=COLUMNS, seed=seed,
                     class_label=class_label).run()
-
-
-def bottom_half_known(height: int, width: int) -> np.ndarray:
-    known = np.ones((height, width), bool)
-    known[height // 2:] = False
-    return known
 
 
 def completions(model, images: np.ndarray, known: np.ndarray, seed: int) -> list[tuple]:

@@ -49,6 +49,7 @@ from .evaluate import (
     positive_int,
     resolve_device,
 )
+from .files import write_atomically
 from .io import ModelFileError, build_model, save_model
 from .train_distributed import World, join, leave, replica_difference, wrap
 from .train_engine import COMPILE_CHOICES, PRECISIONS, Engine, candidates, choose_engine, scorer_for
@@ -333,9 +334,7 @@ def save_checkpoint(run: Run) -> None:
     }
     path = run.checkpoint_path
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    torch.save(payload, temporary)
-    os.replace(temporary, path)  # a crash mid-write leaves the previous checkpoint intact
+    write_atomically(path, lambda temporary: torch.save(payload, temporary))
 
 
 def read_checkpoint(path: Path) -> dict:

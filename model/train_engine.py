@@ -49,7 +49,7 @@ def cpu_has_fast_bf16() -> bool:
 def bf16_is_native(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    return cpu_has_fast_bf16()
+    return device.type == "cpu" and cpu_has_fast_bf16()
 
 
 def candidates(compile_choice: str, precision: str, device: torch.device) -> list[Engine]:
