@@ -16,8 +16,8 @@ _HOMES = {
     "build_model": "io", "load_model": "io", "save_model": "io",
     "MaskedConv2d": "masked", "build_mask": "masked",
     "PixelCNN": "pixelcnn",
-    "Completion": "sampling", "PixelSample": "sampling", "complete": "sampling",
-    "pick_device": "sampling", "reference_completion": "sampling",
+    "Completion": "task", "PixelSample": "task", "complete": "sampling",
+    "pick_device": "task", "reference_completion": "sampling",
 }
 
 __all__ = sorted(_HOMES)

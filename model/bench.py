@@ -34,7 +34,8 @@ from .fast import warm_up
 from .gated import GatedPixelCNN
 from .io import build_model, load_model
 from .registry import DEFAULT_MODEL, SHIPPED_CONFIG, bundled_models, resolve_model
-from .sampling import complete, pick_device
+from .sampling import complete
+from .task import SamplingTask, pick_device
 
 
 def benchmark_model(name: str | None):
@@ -131,7 +132,6 @@ def time_core_scaling(model, repeats: int, rounds: int = 3) -> dict:
     cores, cannot go faster than the cores scale. Alternating rounds, the median."""
     from . import kernels
     from .fast import GatedStepper, cores, prepared_weights
-    from .sampling import SamplingTask
 
     if not kernels.AVAILABLE:
         raise SystemExit("The core-scaling measurement runs the compiled kernels: install Numba.")

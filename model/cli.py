@@ -56,7 +56,8 @@ from .memory import MemoryLimitError, check_candidates_fit
 from .posterior import AUTO_POLICIES
 from .registry import DEFAULT_MODEL, bundled_models, resolve_model
 from .rerank import METHODS, rerank
-from .sampling import DEVICES, SAMPLERS, complete, pick_device
+from .sampling import SAMPLERS, complete
+from .task import DEVICES, pick_device
 
 
 class BadInput(Exception):

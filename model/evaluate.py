@@ -27,7 +27,7 @@ from .data import MODES, DatasetError, MnistDataset
 from .distributions import nats_to_bits_per_dim, nll_nats
 from .io import ModelFileError, load_model, model_paths, read_card
 from .registry import MODELS_DIR, resolve_model
-from .sampling import DEVICES, pick_device
+from .task import DEVICES, pick_device
 
 DATASETS = ("mnist", "emoji")
 

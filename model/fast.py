@@ -46,7 +46,7 @@ except ImportError:  # pragma: no cover - a dependency; without it BLAS keeps it
 from .base import ImageModel
 from .gated import GatedPixelCNN
 from .pixelcnn import PixelCNN
-from .sampling import Completion, PixelSample, SamplingTask, pick_device
+from .task import Completion, PixelSample, SamplingTask, pick_device
 
 
 class NumpyArrays:

@@ -31,7 +31,8 @@ import torch
 from .base import ImageModel
 from .distributions import value_nats
 from .posterior import ClassChoice, normalised, per_image, prefix_mask
-from .sampling import complete, label_tensor
+from .sampling import complete
+from .task import label_tensor
 
 METHODS = ("best", "resample")
 

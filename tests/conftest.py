@@ -113,7 +113,8 @@ class FailingGPU:
 
     def __init__(self, monkeypatch, error: Exception, fail_after: int | None = None):
         import model as model_package
-        from model.sampling import Completion, complete, pick_device
+        from model.sampling import complete
+        from model.task import Completion, pick_device
 
         self.error, self.fail_after = error, fail_after
         self.devices: list[str] = []

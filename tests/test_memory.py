@@ -9,7 +9,7 @@ from model import build_model
 from model.fast import GatedStepper, prepared_weights
 from model.memory import MemoryLimitError, bytes_per_candidate, check_candidates_fit
 from model.registry import SHIPPED_CONFIG
-from model.sampling import SamplingTask
+from model.task import SamplingTask
 
 
 def test_the_estimate_covers_the_fast_samplers_state_without_inflating_it():

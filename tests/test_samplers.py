@@ -4,7 +4,7 @@ import torch
 
 from conftest import tiny_model
 from model import complete, pick_device
-from model.sampling import PixelSample
+from model.task import PixelSample
 
 
 def half_known(model, seed=0):
