@@ -498,6 +498,7 @@ def test_a_failed_write_exits_1_naming_the_file(tmp_path, tiny, capsys, monkeypa
     assert code == 1 and "digit.png: [Errno 28] No space left on device" in err
 
 
+@pytest.mark.slow
 def test_main_py_complete_runs_the_bundled_model_without_importing_qt(tmp_path):
     """The real command, in a fresh interpreter: `-X importtime` lists every module loaded."""
     source = ROOT / "resources" / "samples" / "digit-3.png"

@@ -414,6 +414,7 @@ print(kernels.cache_report())
 
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="Numba is not installed")
+@pytest.mark.slow
 def test_a_second_start_loads_the_kernels_the_first_one_compiled(tmp_path):
     """What spares the packaged app its ~15 s of compiling at every start after the first
     (CI checks the bundle itself the same way: it starts it twice)."""
@@ -469,6 +470,7 @@ with threadpool_limits(limits=2, user_api="blas"):  # as on a machine with two c
 """
 
 
+@pytest.mark.slow
 def test_blas_stays_single_threaded_until_the_last_overlapping_completion_ends():
     pytest.importorskip("threadpoolctl")
     result = subprocess.run([sys.executable, "-c", OVERLAPPING_COMPLETIONS],

@@ -132,6 +132,7 @@ def test_nll_is_reported_in_nats_and_bits_per_dimension(distribution):
     assert (bits > 0).all() and (bits < 3 * torch.log2(torch.tensor(model.config.levels))).all()
 
 
+@pytest.mark.slow
 def test_importing_the_model_package_does_not_import_qt():
     code = "import sys, model; print(any(m.startswith('PySide6') for m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

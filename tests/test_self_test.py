@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # -- the self-test --------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_self_test_of_the_bundled_models_passes_from_the_command_line(tmp_path):
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(tmp_path))
     result = subprocess.run([sys.executable, "main.py", "--self-test"], cwd=ROOT, env=env,

@@ -39,6 +39,7 @@ def test_the_plan_fits_nine_minutes_of_one_gpu():
     assert {"digits-ink", "digits-gray", "emoji-color", "digits-bernoulli"} == names
 
 
+@pytest.mark.slow
 def test_dry_run_trains_every_model_of_the_plan_and_tabulates_them(
         mnist_dir, emoji_cache, tmp_path, capsys):
     code = train_all.main(["--data", str(mnist_dir), "--output", str(tmp_path),

@@ -29,6 +29,7 @@ def args(mnist_dir, out, name):
             "--compile", "off", "--precision", "fp32", *TINY_MODEL, "--epochs", "2"]
 
 
+@pytest.mark.slow
 def test_two_processes_hold_identical_weights_equal_to_one_process_on_the_global_batch(
         mnist_dir, tmp_path, one_thread):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
