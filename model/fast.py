@@ -46,7 +46,7 @@ except ImportError:  # pragma: no cover - a dependency; without it BLAS keeps it
 from .base import ImageModel
 from .gated import GatedPixelCNN
 from .pixelcnn import PixelCNN
-from .task import Completion, PixelSample, SamplingTask, pick_device
+from .task import Completion, PixelSample, SamplingTask, on_device, pick_device
 
 
 class NumpyArrays:
@@ -939,8 +939,7 @@ def fast_completion(model: ImageModel, image, known=None, *, device=None,
     """
     task = SamplingTask(model, image, known, **options)
     device = pick_device(device)
-    if next(model.parameters()).device != device:
-        model = model.to(device)
+    model = on_device(model, device)
     if isinstance(model, GatedPixelCNN):
         backend = backend or default_backend(device)
         if backend not in BACKENDS:

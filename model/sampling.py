@@ -18,7 +18,7 @@ import torch
 
 from .base import ImageModel
 from .fast import fast_completion
-from .task import Completion, PixelSample, SamplingTask, pick_device
+from .task import Completion, PixelSample, SamplingTask, on_device, pick_device
 
 
 def reference_completion(model: ImageModel, image, known=None, *, device=None,
@@ -27,7 +27,7 @@ def reference_completion(model: ImageModel, image, known=None, *, device=None,
     order, run the whole network on the current images and sample that position."""
     task = SamplingTask(model, image, known, **options)
     device = pick_device(device)
-    model = model.to(device)
+    model = on_device(model, device)
     labels = task.labels(device)
     distribution = task.config.distribution
 

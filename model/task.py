@@ -6,6 +6,8 @@ completion itself. It imports no sampler, so both samplers build on it.
 from __future__ import annotations
 
 import copy
+import threading
+import weakref
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -17,6 +19,25 @@ from .distributions import draw, probabilities
 from .memory import check_candidates_fit
 from .posterior import ClassChoice, choose_classes
 from .seeds import new_seed
+
+_copies: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_copies_lock = threading.Lock()
+
+
+def on_device(model: ImageModel, device: torch.device) -> ImageModel:
+    """The model itself where it already lives on `device`, else its copy there, made once
+    and kept for as long as the model lives. A sampler never moves the caller's model
+    (`Module.to` moves in place): the app's GUI thread scores with the same model while its
+    worker thread samples, perhaps on a GPU."""
+    device = torch.device(device)
+    current = next(model.parameters()).device
+    if current.type == device.type and (device.index is None or current == device):
+        return model
+    with _copies_lock:
+        copies = _copies.setdefault(model, {})
+        if device not in copies:
+            copies[device] = copy.deepcopy(model).to(device).eval()
+        return copies[device]
 
 
 class PixelSample(NamedTuple):

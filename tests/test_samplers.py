@@ -4,7 +4,7 @@ import torch
 
 from conftest import tiny_model
 from model import complete, pick_device
-from model.task import PixelSample
+from model.task import PixelSample, on_device
 
 
 def half_known(model, seed=0):
@@ -161,3 +161,13 @@ def test_device_choice_prefers_an_accelerator_and_honours_a_forced_one():
     else:
         with pytest.raises(RuntimeError, match="no CUDA device"):
             pick_device("cuda")
+
+
+def test_a_sampler_never_moves_the_callers_model_to_another_device():
+    model = tiny_model()
+    assert on_device(model, torch.device("cpu")) is model
+    # "meta" stands in for a GPU here: a copy goes there, made once; the model stays put.
+    elsewhere = on_device(model, torch.device("meta"))
+    assert elsewhere is not model and next(elsewhere.parameters()).device.type == "meta"
+    assert next(model.parameters()).device.type == "cpu"
+    assert on_device(model, torch.device("meta")) is elsewhere
