@@ -28,6 +28,10 @@ except ImportError:  # pragma: no cover - exercised where numba is absent
     numba = None
 
 AVAILABLE = numba is not None
+# PIXELCNN_PLAIN_TILES=1 computes the tiles' products with plain Numba loops instead of the
+# LLVM IR below: the same sums, slower. For a Numba release whose internals the IR no longer
+# fits, and as the specification the IR is tested against (tests/test_fast_sampler.py).
+PLAIN_TILES = os.environ.get("PIXELCNN_PLAIN_TILES", "") not in ("", "0")
 
 
 # Candidates are independent; the kernels take them in groups (one tile of rows) only to
@@ -134,7 +138,7 @@ def _tile_typer(typingctx, rows, width, x, x_start, x_step, n, w, w_row, w_col, 
                 out_col):
     """_tile(rows, width, x, x_start, x_step, n, w, w_row, w_col, out, out_row, out_col):
     one tile of _lanes (see _emit_tile), `rows` from 1 to LARGEST_GROUP and `width` one of
-    _tile_widths (any other pair does nothing; _lanes asks for no other). x is
+    _tile_widths (any other pair raises ValueError; _lanes asks for no other). x is
     one-dimensional, w and out two-dimensional, all C-contiguous and of one float type."""
     arrays = (x, w, out)
     if not all(isinstance(a, types.Array) and a.layout == "C" for a in arrays) or (
@@ -151,8 +155,9 @@ def _tile_typer(typingctx, rows, width, x, x_start, x_step, n, w, w_row, w_col, 
         x_a, w_a, out_a = (context.make_array(signature.args[k])(context, builder, args[k])
                            for k in (2, 6, 9))
         done = builder.append_basic_block("tile.done")
+        unsupported = builder.append_basic_block("tile.unsupported")
         key = builder.add(builder.mul(ints[0], ir.Constant(ir.IntType(64), 1024)), ints[1])
-        switch = builder.switch(key, done)
+        switch = builder.switch(key, unsupported)
         for rows_ in range(1, LARGEST_GROUP + 1):
             for width_ in _tile_widths(dtype):
                 block = builder.append_basic_block(f"tile.{rows_}x{width_}")
@@ -161,10 +166,29 @@ def _tile_typer(typingctx, rows, width, x, x_start, x_step, n, w, w_row, w_col, 
                 _emit_tile(context, builder, rows_, width_, dtype, x_a, ints[3], ints[4],
                            ints[5], w_a, ints[7], ints[8], out_a, ints[10], ints[11])
                 builder.branch(done)
+        builder.position_at_end(unsupported)
+        context.call_conv.return_user_exc(
+            builder, ValueError, (f"_tile: rows must be 1..{LARGEST_GROUP} and width one of "
+                                  f"{_tile_widths(dtype)}",))
         builder.position_at_end(done)
         return context.get_dummy_value()
 
     return signature, codegen
+
+
+def _plain_tile(rows, width, x, x_start, x_step, n, w, w_row, w_col, out, out_row, out_col):
+    """What _tile computes, as plain loops: the specification the IR is tested against, and
+    the tiles' implementation under PIXELCNN_PLAIN_TILES=1."""
+    widest = _widest_tile(x.itemsize)
+    if rows < 1 or rows > LARGEST_GROUP or width < 1 or width > widest or width & (width - 1):
+        raise ValueError("_tile: unsupported rows x width")
+    for r in range(rows):
+        start = x_start + r * x_step
+        for o in range(width):
+            total = out[out_row + r, out_col + o]
+            for i in range(n):
+                total += x[start + i] * w[w_row + i, w_col + o]
+            out[out_row + r, out_col + o] = total
 
 
 def _lanes(x, x_start, x_step, count, n, w, w_row, w_col, n_cols, out, out_row, out_col):
@@ -625,18 +649,23 @@ def _jit(function, **options):
     _pin_source_path(function)
     options = {**_OPTIONS, "nogil": True, **options}
     try:
-        return numba.njit(cache=True, **options)(function)
+        # Not cached with plain tiles: Numba's cache is keyed to the source, not to which
+        # _tile a kernel calls, and would hand the other build to the next start.
+        return numba.njit(cache=not PLAIN_TILES, **options)(function)
     except RuntimeError:  # no writable cache folder (e.g. a read-only install)
         return numba.njit(**options)(function)
 
 
 if AVAILABLE:
-    _tile = intrinsic(_tile_typer)
+    _widest_tile = numba.njit(inline="always", **_OPTIONS)(widest_tile)
+    _ir_tile = intrinsic(_tile_typer)
+    _plain_tile = numba.njit(**_OPTIONS)(_plain_tile)
+    _tile = _plain_tile if PLAIN_TILES else _ir_tile
     # The small helpers are inlined where they are used. The per-group functions are
     # compiled on their own: inlined into the kernels, they made Numba's compilation (the
     # first start of a new installation waits for it) about three times longer.
-    _fast_tanh, _group_size, _widest_tile = (numba.njit(inline="always", **_OPTIONS)(f)
-                                             for f in (_fast_tanh, group_size, widest_tile))
+    _fast_tanh, _group_size = (numba.njit(inline="always", **_OPTIONS)(f)
+                               for f in (_fast_tanh, group_size))
     _lanes, _group_column, _group_head, _sample_share = (
         _jit(f) for f in (_lanes, _group_column, _group_head, _sample_share))
     # The distributions are computed as NumPy computes them: no fastmath here.

@@ -332,6 +332,62 @@ def test_the_lane_products_are_numpys_products_for_every_tile_shape(
 
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="Numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_ir_tiles_compute_what_the_plain_loops_compute(dtype):
+    """Every tile shape _lanes asks for, written in LLVM IR, against the plain-loop tile
+    (PIXELCNN_PLAIN_TILES=1) on the same inputs; any other shape raises in both."""
+    ir_tile, plain_tile = kernels._ir_tile, kernels._plain_tile
+
+    @numba.njit
+    def by_ir(rows, width, x, x_start, x_step, n, w, w_row, w_col, out, out_row, out_col):
+        ir_tile(rows, width, x, x_start, x_step, n, w, w_row, w_col, out, out_row, out_col)
+
+    rng = np.random.default_rng(1)
+    tolerance = 1e-5 if dtype == np.float32 else 1e-13
+    n, step, x_start, w_row, w_col, out_row, out_col = 37, 2, 3, 1, 2, 1, 1
+    widths = kernels._tile_widths(numba.from_dtype(np.dtype(dtype)))
+    for rows in range(1, kernels.LARGEST_GROUP + 1):
+        for width in widths:
+            x = rng.standard_normal(x_start + step * rows + n).astype(dtype)
+            w = rng.standard_normal((w_row + n, w_col + width + 2)).astype(dtype)
+            out = rng.standard_normal((out_row + rows + 1, out_col + width + 2)).astype(dtype)
+            ir_out, plain_out = out.copy(), out.copy()
+            by_ir(rows, width, x, x_start, step, n, w, w_row, w_col, ir_out, out_row, out_col)
+            plain_tile(rows, width, x, x_start, step, n, w, w_row, w_col, plain_out, out_row,
+                       out_col)
+            assert not np.array_equal(plain_out, out)
+            np.testing.assert_allclose(ir_out, plain_out, rtol=tolerance, atol=tolerance)
+    x, w, out = np.ones(8, dtype), np.ones((8, 8), dtype), np.zeros((8, 8), dtype)
+    for rows, width in ((kernels.LARGEST_GROUP + 1, 1), (1, 3), (0, 1)):
+        for tile in (by_ir, plain_tile):
+            with pytest.raises(ValueError, match="_tile"):
+                tile(rows, width, x, 0, 1, 2, w, 0, 0, out, 0, 0)
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="Numba is not installed")
+@pytest.mark.slow
+def test_plain_tiles_switched_on_draw_the_same_samples(tmp_path):
+    code = ("import sys; sys.path.insert(0, 'tests')\n"
+            "from conftest import tiny_model\n"
+            "from model import complete, kernels\n"
+            "import numpy as np\n"
+            "assert kernels._tile is kernels._plain_tile\n"
+            "model = tiny_model(channels=3, distribution='categorical')\n"
+            "image = np.zeros((3, 6, 7), np.uint8)\n"
+            "done = complete(model, image, np.zeros((6, 7), bool), candidates=3, seed=4,"
+            " backend='compiled').run()\n"
+            "np.save(sys.argv[1], done)\n")
+    env = {**os.environ, "PIXELCNN_PLAIN_TILES": "1", "NUMBA_CACHE_DIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "plain.npy")], check=True,
+                   cwd=ROOT, env=env, timeout=600)
+    model = tiny_model(channels=3, distribution="categorical")
+    image = np.zeros((3, 6, 7), np.uint8)
+    by_ir = complete(model, image, np.zeros((6, 7), bool), candidates=3, seed=4,
+                     backend="compiled").run()
+    assert np.array_equal(np.load(tmp_path / "plain.npy"), by_ir)
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="Numba is not installed")
 def test_candidates_dealt_out_over_several_cores_get_one_cores_samples(monkeypatch):
     from model import fast
 
