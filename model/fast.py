@@ -336,15 +336,19 @@ class GatedStepper:
         self.compiled = None
         if weights.compiled is not None:
             c = weights.compiled
-            self.vertical_args = (self.vin_all, c["khs"], c["ks"], c["cins"], c["v_weights"],
-                                  self.v_biases, c["links"], self.h_biases, self.link_all,
-                                  self.fast_tanh)
+            self.vertical_args = (
+                kernels.VerticalState(self.vin_all, self.link_all),
+                kernels.VerticalWeights(c["khs"], c["ks"], c["cins"], c["v_weights"],
+                                        self.v_biases, c["links"], self.h_biases),
+                self.fast_tanh)
             task = self.task  # what kernels.sample_share takes after the row's known pixels
-            self.compiled = (self.hin_all, c["cins"], c["kws"], c["h_weights"], self.link_all,
-                             c["res_weights"], c["res_biases"],
-                             self.gated.reshape(batch, -1), self.fast_tanh, *c["head"],
-                             task.config.distribution == "bernoulli", task.temperature,
-                             self.top_level, task.uniforms)
+            self.compiled = (
+                kernels.RowState(self.hin_all, self.link_all, self.gated.reshape(batch, -1)),
+                kernels.RowWeights(c["cins"], c["kws"], c["h_weights"], c["res_weights"],
+                                   c["res_biases"], *c["head"]),
+                self.fast_tanh,
+                kernels.Drawing(task.config.distribution == "bernoulli", task.temperature,
+                                self.top_level, task.uniforms))
 
     @property
     def shared(self) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from typing import NamedTuple
 
 import numpy as np
 
@@ -40,6 +41,60 @@ PLAIN_TILES = os.environ.get("PIXELCNN_PLAIN_TILES", "") not in ("", "0")
 # four, and alone the fifth would cost half what the four do.
 GROUP = 4
 LARGEST_GROUP = GROUP + 1
+
+
+# What the two kernels take, by name: Numba passes these tuples of arrays and numbers to
+# compiled code as they are. Layouts: see _group_column (the row) and _vertical_share.
+class RowState(NamedTuple):
+    """The row kernel's per-candidate state, read and written."""
+    hin: np.ndarray  # (L, B, padded columns * cin): each layer's input along the row
+    link_rows: np.ndarray  # (L, B, W * 2w): what the rows above give each column
+    gated: np.ndarray  # (B, L * w): every layer's gate at the current column
+
+
+class RowWeights(NamedTuple):
+    """The horizontal stack's and the head's weights, (inputs, outputs)."""
+    cins: np.ndarray  # (L,) input channels of each layer
+    kws: np.ndarray  # (L,) kernel width of each layer
+    h_weights: np.ndarray  # (L, longest window, 2w)
+    res_weights: np.ndarray  # (L, w, w)
+    res_biases: np.ndarray  # (L, w)
+    skip_weight: np.ndarray
+    skip_bias: np.ndarray
+    w1: np.ndarray
+    b1: np.ndarray
+    w2: np.ndarray  # (C, hidden, K): one head output per image channel
+    b2: np.ndarray
+
+
+class Drawing(NamedTuple):
+    """How values are drawn from the logits."""
+    bernoulli: bool  # one logit (of level 1) per value, else K logits
+    temperature: float
+    top_level: int  # K - 1: a drawn value is written back as value / top_level
+    uniforms: np.ndarray  # (B, C, H, W): each candidate's own stream
+
+
+class VerticalState(NamedTuple):
+    vin_all: np.ndarray  # (L, B, padded rows * padded columns * cin)
+    link_all: np.ndarray  # (L, B, W * 2w): the link the last finished row gives the next
+
+
+class VerticalWeights(NamedTuple):
+    khs: np.ndarray  # (L,) kernel heights
+    ks: np.ndarray  # (L,) kernel widths
+    cins: np.ndarray  # (L,) input channels
+    v_weights: np.ndarray  # (L, longest window, 2w), rows ordered (kh, k, cin)
+    v_biases: np.ndarray  # (L, 2w)
+    links: np.ndarray  # (L, 2w, 2w)
+    h_biases: np.ndarray  # (L, 2w)
+
+
+def computed_zero(n):
+    """0, computed from an argument. Numba types a literal 0 apart from other integers, so a
+    compiled function given a literal 0 where it is elsewhere given a variable (_lanes's
+    offsets) is compiled once more, for that literal: every such 0 is made here instead."""
+    return n - n
 
 
 def group_size(left):
@@ -260,7 +315,7 @@ def _group_column(first, count, col, low, high, hin, cins, kws, h_weights, link_
     depth = gated.shape[1]  # every layer's gates of one candidate
     width = depth // layers
     n = high - low
-    zero = n - n  # 0, computed: a literal argument would make Numba compile another _lanes
+    zero = _computed_zero(n)
     # Each candidate's pre-activations for low .. high-1: the a half, then the b half.
     pre = scratch[:LARGEST_GROUP * 2 * n].reshape(LARGEST_GROUP, 2 * n)
     flat_gated = gated.reshape(-1)
@@ -312,10 +367,8 @@ def _group_column(first, count, col, low, high, hin, cins, kws, h_weights, link_
                res_weights[layer], zero, low, n, hin[layer + 1], first, base)
 
 
-def _sample_share(first, end, shared, row, col, channel, last_col, known_row, hin, cins, kws,
-                  h_weights, link_rows, res_weights, res_biases, gated, fast_tanh,
-                  skip_weight, skip_bias, w1, b1, w2, b2, bernoulli, temperature,
-                  top_level, uniforms, values, probs):
+def _sample_share(first, end, shared, row, col, channel, last_col, known_row, state, weights,
+                  fast_tanh, drawing, values, probs):
     """Sample row `row` from (col, channel) through last_col, in raster order, for candidate
     states first .. end-1: the horizontal stack at each column (_group_column), then at an
     unknown pixel for each channel the head (_group_head), the distribution and the value
@@ -329,12 +382,16 @@ def _sample_share(first, end, shared, row, col, channel, last_col, known_row, hi
 
     Candidates are independent and the kernel holds no lock: several threads may each run
     a share of them at once (model/fast.py does, one share per core)."""
+    hin, link_rows, gated = state
+    cins, kws, h_weights, res_weights, res_biases, skip_weight, skip_bias, w1, b1, w2, b2 = (
+        weights)
+    bernoulli, temperature, top_level, uniforms = drawing
     channels = w2.shape[0]
     logits = np.empty((gated.shape[0], w2.shape[2]), gated.dtype)
     first_input = kws[0] - 1  # hin[0]'s columns are padded on the left by kw - 1
     width = gated.shape[1] // hin.shape[0]
     group = width // channels  # hidden channels per colour group
-    every = group - group  # 0, computed: a literal 0 would make Numba compile a second copy
+    every = _computed_zero(group)
     scratch = np.empty(LARGEST_GROUP * 2 * width, gated.dtype)  # see _group_column
     skip = np.zeros((gated.shape[0], skip_weight.shape[1]), gated.dtype)
     hidden = np.zeros((gated.shape[0], w1.shape[1]), gated.dtype)
@@ -520,7 +577,7 @@ def _group_head(first, count, low, high, gated, skip_weight, skip_bias, w1, b1, 
     weights are zero): what they hold (a previous pixel's values, finite) never reaches a
     result. Without colour groups low is 0 and high the width: every row."""
     n = high - low
-    zero = n - n  # 0, computed: a literal argument would make Numba compile another _lanes
+    zero = _computed_zero(n)
     for target, source, weights, biases in ((skip, gated, skip_weight, skip_bias),
                                             (hidden, skip, w1, b1)):
         steps = source.shape[1]
@@ -544,8 +601,7 @@ def _group_head(first, count, low, high, gated, skip_weight, skip_bias, w1, b1, 
            logits, first, zero)
 
 
-def _vertical_share(first, end, r0, r1, vin_all, khs, ks, cins, v_weights, v_biases,
-                    links, h_biases, link_all, fast_tanh):
+def _vertical_share(first, end, r0, r1, state, weights, fast_tanh):
     """The vertical stack of finished rows r0 .. r1-1 for candidate states first .. end-1,
     and the link the last of them gives the row below it (GatedStepper._vertical's maths).
 
@@ -557,13 +613,15 @@ def _vertical_share(first, end, r0, r1, vin_all, khs, ks, cins, v_weights, v_bia
     b half arrives halved: tanh(a) * (1 + tanh(b/2)) is twice the gate, and the next
     layer's weights carry the 1/2. Candidates are independent: shares of them may run on
     several threads at once."""
+    vin_all, link_all = state
+    khs, ks, cins, v_weights, v_biases, links, h_biases = weights
     layers = vin_all.shape[0]
     outputs = v_weights.shape[2]
     half = outputs // 2
     width = link_all.shape[2] // outputs
     pre = np.empty((width, outputs), vin_all.dtype)
     flat_pre = pre.reshape(-1)
-    start = width - width  # 0, computed: a literal would make Numba compile another copy
+    start = _computed_zero(width)
     for b in range(first, end):
         for r in range(r0, r1):
             for layer in range(layers):
@@ -664,8 +722,9 @@ if AVAILABLE:
     # The small helpers are inlined where they are used. The per-group functions are
     # compiled on their own: inlined into the kernels, they made Numba's compilation (the
     # first start of a new installation waits for it) about three times longer.
-    _fast_tanh, _group_size = (numba.njit(inline="always", **_OPTIONS)(f)
-                               for f in (_fast_tanh, group_size))
+    _fast_tanh, _group_size, _computed_zero = (
+        numba.njit(inline="always", **_OPTIONS)(f)
+        for f in (_fast_tanh, group_size, computed_zero))
     _lanes, _group_column, _group_head, _sample_share = (
         _jit(f) for f in (_lanes, _group_column, _group_head, _sample_share))
     # The distributions are computed as NumPy computes them: no fastmath here.
