@@ -9,9 +9,27 @@ import time
 
 STARTED = time.monotonic()  # fallback for systems without /proc
 
+# `pixelcnn-studio COMMAND ...` (or `python main.py COMMAND ...`): the headless commands,
+# each a module of model/ with a main(argv); none of them imports Qt.
+COMMANDS = {
+    "complete": ("model.cli", "complete pictures without the window"),
+    "train": ("model.train", "train a model and write it with its card"),
+    "train-all": ("model.train_all", "train every bundled model on one GPU (or --dry-run)"),
+    "evaluate": ("model.evaluate", "a model's test NLL"),
+    "bench": ("model.bench", "time the samplers, the posterior, the cores"),
+    "showcase": ("model.showcase", "a sheet of a model's samples and completions"),
+    "recognise": ("model.recognise", "how often completions are recognised as the digit"),
+    "holes": ("model.holes", "hole-aware completion, measured"),
+    "data": ("model.data", "MNIST: quantization error per level count, stroke widths"),
+}
+
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="pixelcnn-studio", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="pixelcnn-studio", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="commands (each has its own --help):\n" + "\n".join(
+            f"  {name:<10} {about}" for name, (_, about) in COMMANDS.items()))
     parser.add_argument("--model", help="a bundled model's name or a .safetensors path")
     parser.add_argument("--demo", action="store_true",
                         help="load a sample digit (a smiley for a colour model), erase its "
@@ -71,10 +89,11 @@ def report_startup(app, window) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["complete"]:  # the headless command line: no Qt is imported on this path
-        from model.cli import main as complete
+    if argv[:1] and argv[0] in COMMANDS:  # no Qt is imported on this path
+        import importlib
 
-        return complete(argv[1:])
+        command = importlib.import_module(COMMANDS[argv[0]][0])
+        return command.main(argv[1:]) or 0
     args = parse_arguments(argv)
     from PySide6.QtCore import QTimer
     from PySide6.QtGui import QIcon

@@ -1,6 +1,6 @@
 """Time the fast sampler against the reference on the same task.
 
-    python -m model.bench [--model NAME_OR_PATH] [--candidates N] [--device cpu|cuda|mps]
+    pixelcnn-studio bench [--model NAME_OR_PATH] [--candidates N] [--device cpu|cuda|mps]
                           [--repeats R] [--reference-repeats R] [--json]
 
 Default task: the app's default model (or, before one ships, a gated model of the shipped
@@ -189,7 +189,7 @@ def time_posterior(model, repeats: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m model.bench", description=__doc__,
+    parser = argparse.ArgumentParser(prog="pixelcnn-studio bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help=f"bundled name or path (default: {DEFAULT_MODEL})")
     parser.add_argument("--candidates", type=positive_int, default=1)

@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog="python -m model.data",
+        prog="pixelcnn-studio data",
         description="How faithfully K gray levels keep MNIST's pixels (validation split): "
                     "the measurement behind a grayscale model's K; and how wide the "
                     "training digits' strokes are: the app's default pen width.")

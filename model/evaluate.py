@@ -1,7 +1,7 @@
 """Measure a trained model's likelihood on a split of MNIST or of the colour emoji.
 
-    python -m model.evaluate --model NAME_OR_PATH --data DIR [--split test|valid] [--json]
-    python -m model.evaluate --model emoji-color [--dataset emoji]
+    pixelcnn-studio evaluate --model NAME_OR_PATH --data DIR [--split test|valid] [--json]
+    pixelcnn-studio evaluate --model emoji-color [--dataset emoji]
 
 The split is prepared exactly as in training, from the dataset and data mode recorded on the
 model's card. By default every image is scored without its class (label -1, "no class"): that is the
@@ -189,7 +189,7 @@ def evaluate(args: argparse.Namespace) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m model.evaluate",
+        prog="pixelcnn-studio evaluate",
         description="Negative log-likelihood of a trained model on an MNIST or emoji split.")
     parser.add_argument("--model", required=True,
                         help="a name in resources/models, or the path of a model's files")

@@ -1,6 +1,6 @@
 """Does hole-aware completion respect what lies under the hole?
 
-    python -m model.holes --model NAME_OR_PATH --data DIR [--count 300] [--rerank 16]
+    pixelcnn-studio holes --model NAME_OR_PATH --data DIR [--count 300] [--rerank 16]
                           [--hole 10] [--seed 0] [--temperature 1.0] [--json]
 
 For each of the first --count test digits a centred square hole (--hole pixels a side; 10
@@ -192,7 +192,7 @@ def table(result: dict) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m model.holes",
+        prog="pixelcnn-studio holes",
         description="Plain and hole-aware completion of a central hole in test digits: how "
                     "often each is recognised as the original digit, and how likely the "
                     "known pixels after the hole are under each.")

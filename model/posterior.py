@@ -9,7 +9,7 @@ A completion that asks for class "auto" conditions each candidate on a class tak
 that posterior (`choose_classes`):
 
 - "likely": every candidate takes the most likely class: a single completion is then the
-  most recognisable one (measured: `python -m model.recognise`);
+  most recognisable one (measured: `pixelcnn-studio recognise`);
 - "drawn": candidate k draws its own class from the posterior, so several candidates show
   the alternatives (a top half that could be a 7 or a 9 gives some 7s and some 9s);
 - "auto": "likely" for one candidate, "drawn" for several.

@@ -1,6 +1,6 @@
 """Are bottom-half completions recognisable as the digit they came from?
 
-    python -m model.recognise --model NAME_OR_PATH --data DIR [--count 500] [--seed 0]
+    pixelcnn-studio recognise --model NAME_OR_PATH --data DIR [--count 500] [--seed 0]
                               [--temperature 1.0] [--json]
 
 A small CNN, trained once on MNIST prepared exactly as the PixelCNN saw it (same data mode
@@ -355,7 +355,7 @@ def non_negative_float(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m model.recognise",
+        prog="pixelcnn-studio recognise",
         description="How often bottom-half completions of test digits are recognised as "
                     "the original digit by a small classifier.")
     parser.add_argument("--model", required=True,

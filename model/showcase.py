@@ -1,7 +1,7 @@
 """Draw a model's samples and completions into one PNG, to look at before shipping it.
 
-    python -m model.showcase --model NAME_OR_PATH --data DIR --output docs/NAME.png
-    python -m model.showcase --model emoji-color --output docs/emoji-color.png
+    pixelcnn-studio showcase --model NAME_OR_PATH --data DIR --output docs/NAME.png
+    pixelcnn-studio showcase --model emoji-color --output docs/emoji-color.png
 
 Rows: unconditional samples; for class-conditional models one row of samples per class;
 then held-out test images (MNIST digits, or emoji for a model trained on them) as
@@ -95,7 +95,7 @@ def test_images(card: dict, path, data) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m model.showcase", description=__doc__,
+    parser = argparse.ArgumentParser(prog="pixelcnn-studio showcase", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True)
     parser.add_argument("--data", help="MNIST folder (test digits); for an emoji model, where "

@@ -1,8 +1,8 @@
 """Train a PixelCNN on MNIST or colour emoji and write it, with its model card, to
 resources/models.
 
-    python -m model.train --data ../shared/data/mnist --name gated-threshold --epochs 10
-    python -m model.train --dataset emoji --name emoji-color --layers 8 --hidden-channels 48 \\
+    pixelcnn-studio train --data ../shared/data/mnist --name gated-threshold --epochs 10
+    pixelcnn-studio train --dataset emoji --name emoji-color --layers 8 --hidden-channels 48 \\
         --batch-size 32 --epochs 50 --hflip --time-budget 45
 
 The emoji dataset (model/emoji.py) is rendered from the Noto Color Emoji font and cached on
@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     # No argparse defaults: the namespace holds only what was typed, which --resume needs
     # to tell a value given on purpose from one to take from the checkpoint.
     parser = argparse.ArgumentParser(
-        prog="python -m model.train", argument_default=argparse.SUPPRESS,
+        prog="pixelcnn-studio train", argument_default=argparse.SUPPRESS,
         description="Train a PixelCNN on MNIST or colour emoji and save it with its model "
                     "card.")
     d = DEFAULTS
@@ -729,7 +729,7 @@ def prepare(argv: list[str]) -> tuple[Run, Splits]:
         if "commands" not in checkpoint:  # saved with this run's checkpoints from now on
             run.progress.commands = commands_from_card(
                 Path(settings["output_dir"]) / settings["name"])
-    run.progress.commands.append("python -m model.train " + shlex.join(argv))
+    run.progress.commands.append("pixelcnn-studio train " + shlex.join(argv))
     return run, splits
 
 

@@ -1,9 +1,9 @@
 """Train every bundled model (and the Bernoulli protocol's) in one command, sized for one GPU.
 
-    python -m model.train_all --data MNIST_DIR --output runs/gpu             # one CUDA GPU
-    python -m model.train_all --data MNIST_DIR --output runs/dry --dry-run   # any CPU, seconds
+    pixelcnn-studio train-all --data MNIST_DIR --output runs/gpu             # one CUDA GPU
+    pixelcnn-studio train-all --data MNIST_DIR --output runs/dry --dry-run   # any CPU, seconds
 
-Each model trains in its own `python -m model.train` process (a failure stops only that
+Each model trains in its own `pixelcnn-studio train` process (a failure stops only that
 model) with a time budget; the budgets add up to 7.5 minutes, so with start-up, compiling
 and the final scoring the whole plan ends within 9 minutes of wall time on one GPU. Each
 model lands in --output with its card; the summary table compares each with the shipped
@@ -108,7 +108,7 @@ def print_table(rows: list[list[str]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m model.train_all", description=__doc__,
+    parser = argparse.ArgumentParser(prog="pixelcnn-studio train-all", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="directory of the MNIST IDX files")
     parser.add_argument("--output", required=True, help="folder for the models and cards")

@@ -67,7 +67,7 @@ def test_training_writes_a_loadable_model_and_a_complete_card(trained):
     for key in ("valid_nll_nats", "test_nll_nats", "test_bits_per_dim", "wall_minutes"):
         assert math.isfinite(card[key]) and card[key] >= 0, key
     assert card["test_bits_per_dim"] == pytest.approx(card["test_nll_nats"] / (784 * math.log(2)))
-    assert card["command"].startswith("python -m model.train --data ")
+    assert card["command"].startswith("pixelcnn-studio train --data ")
     assert {"processor", "torch", "device", "threads"} <= set(card["hardware"])
     assert [set(point) for point in card["learning_curve"]] == [CURVE_KEYS]
     model = load_model(trained / "tiny")
