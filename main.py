@@ -13,14 +13,14 @@ STARTED = time.monotonic()  # fallback for systems without /proc
 # each a module of model/ with a main(argv); none of them imports Qt.
 COMMANDS = {
     "complete": ("model.cli", "complete pictures without the window"),
-    "train": ("model.train", "train a model and write it with its card"),
-    "train-all": ("model.train_all", "train every bundled model on one GPU (or --dry-run)"),
-    "evaluate": ("model.evaluate", "a model's test NLL"),
-    "bench": ("model.bench", "time the samplers, the posterior, the cores"),
-    "showcase": ("model.showcase", "a sheet of a model's samples and completions"),
-    "recognise": ("model.recognise", "how often completions are recognised as the digit"),
-    "holes": ("model.holes", "hole-aware completion, measured"),
-    "data": ("model.data", "MNIST: quantization error per level count, stroke widths"),
+    "train": ("model.training.train", "train a model and write it with its card"),
+    "train-all": ("model.training.train_all", "train every bundled model on one GPU"),
+    "evaluate": ("model.training.evaluate", "a model's test NLL"),
+    "bench": ("model.training.bench", "time the samplers, the posterior, the cores"),
+    "showcase": ("model.training.showcase", "a sheet of a model's samples and completions"),
+    "recognise": ("model.training.recognise", "how often completions are recognised as the digit"),
+    "holes": ("model.training.holes", "hole-aware completion, measured"),
+    "data": ("model.training.data", "MNIST: quantization error per level count, stroke widths"),
 }
 
 

@@ -33,8 +33,8 @@ def tiny_model(seed: int = 0, **overrides):
 
 
 def tiny_digit_model():
-    """A tiny model of 1 x 28 x 28 digits, the shape the digit classifier of model.recognise
-    judges."""
+    """A tiny model of 1 x 28 x 28 digits, the shape the digit classifier of
+    model.training.recognise judges."""
     return tiny_model(height=28, width=28, layers=1, hidden_channels=4)
 
 

@@ -1,5 +1,6 @@
 """The architecture the folders promise: no import cycles among the project's modules (lazy
-imports inside functions count too), and model/ never imports Qt."""
+imports inside functions count too), model/ never imports Qt, and the window never imports
+model/training/."""
 
 import ast
 from pathlib import Path
@@ -75,3 +76,10 @@ def test_model_never_imports_qt():
         if name.startswith("model"):
             qt = {m for m in imported_names(name, path) if m.split(".")[0] in ("PySide6", "PyQt6")}
             assert not qt, f"{name} imports {qt}"
+
+
+def test_the_window_never_imports_the_training_package():
+    for name, path in project_modules().items():
+        if name.startswith("gui"):
+            training = {m for m in imported_names(name, path) if m.startswith("model.training")}
+            assert not training, f"{name} imports {training}"

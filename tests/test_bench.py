@@ -6,7 +6,8 @@ import threading
 import pytest
 
 from conftest import tiny_model
-from model import bench, kernels, save_model
+from model import kernels, save_model
+from model.training import bench
 
 
 def run_json(capsys, *argv) -> dict:

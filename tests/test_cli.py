@@ -512,7 +512,7 @@ def test_main_py_complete_runs_the_bundled_model_without_importing_qt(tmp_path):
     assert result.stdout.splitlines() == [str(out / "digit-3.png")]
     imported = [line.split("|")[-1].strip() for line in result.stderr.splitlines()
                 if line.startswith("import time:")]
-    assert "model.cli" in imported and "torch" in imported
+    assert "model.io" in imported and "torch" in imported  # the model, loaded
     assert not [name for name in imported if name.startswith("PySide6")]
     completed = load_image(out / "digit-3.png", 28, 28, 1, 2, invert="no")[0]
     np.testing.assert_array_equal(completed[:14], load_image(source, 28, 28, 1, 2)[0][:14])

@@ -1,4 +1,4 @@
-"""Tests for model/data.py on tiny synthetic IDX files (never the real MNIST download)."""
+"""Tests for model/training/data.py on tiny synthetic IDX files (never the real MNIST download)."""
 
 import gzip
 import struct
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from model.data import (
+from model.training.data import (
     BERNOULLI_SEED,
     SPLIT_SEED,
     VALID_SIZE,
@@ -343,7 +343,7 @@ def test_dataset_rejects_a_bad_mode_before_reading_files(tmp_path):
 
 
 def test_quantization_error_shrinks_with_more_levels_and_is_exact_at_256():
-    from model.data import quantization_error
+    from model.training.data import quantization_error
 
     images = np.arange(256, dtype=np.uint8).reshape(16, 16)
     errors = [quantization_error(images, k)["rmse"] for k in (2, 4, 16, 256)]
@@ -353,7 +353,7 @@ def test_quantization_error_shrinks_with_more_levels_and_is_exact_at_256():
 
 
 def test_the_levels_command_prints_one_row_per_k(mnist_dir, capsys):
-    from model.data import main
+    from model.training.data import main
 
     assert main(["--data", str(mnist_dir), "--levels", "4", "16"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 4")
@@ -363,7 +363,7 @@ def test_the_levels_command_prints_one_row_per_k(mnist_dir, capsys):
 
 def test_the_levels_command_measures_the_training_digits_strokes(tmp_path, capsys):
     from conftest import striped_digits, write_mnist
-    from model.data import main
+    from model.training.data import main
 
     digits = striped_digits(np.arange(60) % 10)  # bars 2 rows tall and 20 columns wide
     assert main(["--data", str(write_mnist(tmp_path, digits, digits[:10])), "--levels", "2"]) == 0

@@ -18,10 +18,11 @@ import gui.palette as palette_module
 from conftest import tiny_model
 from gui.main_window import MainWindow, start_demo
 from gui.palette import PALETTE, colour_levels
-from model import build_model, emoji, evaluate, load_model, read_card, save_model, showcase, train
-from model.data import DatasetError
+from model import build_model, load_model, read_card, save_model
 from model.images import load_image
 from model.registry import SAMPLE_COLOUR, SAMPLE_DIGIT, sample_picture
+from model.training import emoji, evaluate, showcase, train
+from model.training.data import DatasetError
 
 SMILE, HEART, APPLE = 0x1F600, 0x2764, 0x1F34E
 # A quarter of the font's glyphs: renders in a fraction of a second, still splits three ways.

@@ -1,4 +1,5 @@
-"""model.recognise: the digit classifier, its cache, and the recognition rate, on tiny data."""
+"""model.training.recognise: the digit classifier, its cache, and the recognition rate, on
+tiny data."""
 
 import json
 
@@ -7,8 +8,9 @@ import pytest
 import torch
 
 from conftest import save_tiny_digit_model, tiny_digit_model, tiny_model
-from model import complete, recognise
+from model import complete
 from model.posterior import class_posterior
+from model.training import recognise
 
 
 @pytest.fixture(scope="module", autouse=True)

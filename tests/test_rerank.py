@@ -1,4 +1,5 @@
-"""model.rerank (hole-aware completion) and model.holes (its measurement), on tiny models."""
+"""model.rerank (hole-aware completion) and model.training.holes (its measurement), on tiny
+models."""
 
 import itertools
 import json
@@ -8,9 +9,7 @@ import pytest
 import torch
 
 from conftest import save_tiny_digit_model, tiny_digit_model, tiny_model
-from model import complete, recognise
-from model.holes import WAYS, central_hole_known, measure_holes
-from model.holes import main as holes_main
+from model import complete
 from model.rerank import (
     choose,
     evidence_mask,
@@ -19,6 +18,9 @@ from model.rerank import (
     reranking_matters,
     resampling_weights,
 )
+from model.training import recognise
+from model.training.holes import WAYS, central_hole_known, measure_holes
+from model.training.holes import main as holes_main
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -1,4 +1,5 @@
-"""model.train and model.evaluate end to end, on tiny synthetic MNIST files and a tiny model."""
+"""Training and evaluation (model/training/train.py, evaluate.py) end to end, on tiny
+synthetic MNIST files and a tiny model."""
 
 import json
 import math
@@ -8,7 +9,8 @@ import pytest
 import torch
 
 from conftest import write_mnist
-from model import evaluate, load_model, read_card, save_model, train
+from model import load_model, read_card, save_model
+from model.training import evaluate, train
 
 NUM_TRAIN = 60  # -> 50 training and 10 validation images
 NUM_TEST = 12

@@ -1,5 +1,5 @@
-"""python -m model.train_all: the one-GPU plan that trains every bundled model, kept working
-by running it here as a CPU dry run."""
+"""pixelcnn-studio train-all (model/training/train_all.py): the one-GPU plan that trains
+every bundled model, kept working by running it here as a CPU dry run."""
 
 import numpy as np
 import pytest
@@ -8,7 +8,8 @@ from test_emoji import SUBSET
 from test_train import blob_images
 
 from conftest import write_mnist
-from model import emoji, read_card, train_all
+from model import read_card
+from model.training import emoji, train_all
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""torchrun -m model.train: two CPU processes (gloo) train one model with DDP."""
+"""torchrun ... -m model.training.train: two CPU processes (gloo) train one model with DDP."""
 
 import os
 import subprocess
@@ -10,7 +10,8 @@ import torch
 from test_train import TINY_MODEL, blob_images
 
 from conftest import write_mnist
-from model import read_card, train
+from model import read_card
+from model.training import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,7 +34,8 @@ def args(mnist_dir, out, name):
 def test_two_processes_hold_identical_weights_equal_to_one_process_on_the_global_batch(
         mnist_dir, tmp_path, one_thread):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc_per_node", "2", "-m", "model.train", *args(mnist_dir, tmp_path, "two")]
+               "--nproc_per_node", "2", "-m", "model.training.train",
+               *args(mnist_dir, tmp_path, "two")]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
     finished = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
                               timeout=300)

@@ -2,9 +2,10 @@
 
 import torch
 
-from model import build_model, train_engine
+from model import build_model
 from model.config import ModelConfig
-from model.train_engine import Engine, candidates, choose_engine
+from model.training import engine as train_engine
+from model.training.engine import Engine, candidates, choose_engine
 
 TINY = ModelConfig(architecture="gated", channels=1, distribution="bernoulli", levels=2,
                    height=8, width=8, layers=1, hidden_channels=4, first_kernel_size=3,

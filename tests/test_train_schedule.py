@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from model.train_schedule import BudgetSchedule, warmup_steps
+from model.training.schedule import BudgetSchedule, warmup_steps
 
 
 def schedule(total_steps, kind="cosine", lr=1.0):

@@ -1,6 +1,6 @@
 """Training on several processes with DistributedDataParallel, started by torchrun.
 
-    torchrun --nproc_per_node 2 -m model.train --data ../shared/data/mnist --name digits-ink
+    torchrun --nproc_per_node 2 main.py train --data MNIST_DIR --name digits-ink
 
 Every process runs the same command. They draw the same image order and the same dropped
 labels from the same seeded streams, so each takes its own share of one global batch of

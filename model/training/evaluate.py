@@ -6,7 +6,7 @@
 The split is prepared exactly as in training, from the dataset and data mode recorded on the
 model's card. By default every image is scored without its class (label -1, "no class"): that is the
 honest likelihood, comparable to published results; --with-labels conditions on the true class.
-The batched scoring function here is also what model.train uses for validation and testing.
+The batched scoring function here is also what training uses for validation and testing.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..base import ImageModel
+from ..distributions import nats_to_bits_per_dim, nll_nats
+from ..io import ModelFileError, load_model, model_paths, read_card
+from ..registry import MODELS_DIR, resolve_model
+from ..task import DEVICES, pick_device
 from . import emoji
-from .base import ImageModel
 from .data import MODES, DatasetError, MnistDataset
-from .distributions import nats_to_bits_per_dim, nll_nats
-from .io import ModelFileError, load_model, model_paths, read_card
-from .registry import MODELS_DIR, resolve_model
-from .task import DEVICES, pick_device
 
 DATASETS = ("mnist", "emoji")
 

@@ -17,14 +17,14 @@ import sys
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..images import bottom_half_known, enlarge, levels_to_rgb
+from ..io import ModelFileError, load_model, read_card
+from ..registry import resolve_model
+from ..sampling import complete
 from .data import DatasetError, load_mnist, quantize
 from .emoji import load_emoji
 from .evaluate import UsageError, card_dataset
 from .holes import central_hole_known
-from .images import bottom_half_known, enlarge, levels_to_rgb
-from .io import ModelFileError, load_model, read_card
-from .registry import resolve_model
-from .sampling import complete
 
 COLUMNS = 10
 TILE = 84  # pixels a side of each image, at least: 28 x 28 digits at 3x, 24 x 24 emoji at 4x

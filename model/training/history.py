@@ -10,10 +10,10 @@ without a checkpoint ever being committed.
 
 from __future__ import annotations
 
-from .card import read_card
+from ..card import read_card
+from ..io import ModelFileError, load_model
+from ..registry import resolve_model
 from .evaluate import UsageError
-from .io import ModelFileError, load_model
-from .registry import resolve_model
 
 ARCHITECTURE_KEYS = ("architecture", "layers", "hidden_channels", "first_kernel_size",
                      "kernel_size", "num_classes")

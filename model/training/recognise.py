@@ -33,15 +33,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .base import ImageModel
+from ..base import ImageModel
+from ..files import write_atomically, write_text_atomically
+from ..images import bottom_half_known
+from ..io import ModelFileError, load_model, read_card
+from ..posterior import class_posterior
+from ..registry import ROOT
+from ..sampling import complete
 from .data import IMAGE_SIZE, levels_for_mode
 from .evaluate import card_data_mode, load_split, positive_int, resolve_model_path, run_measurement
-from .files import write_atomically, write_text_atomically
-from .images import bottom_half_known
-from .io import ModelFileError, load_model, read_card
-from .posterior import class_posterior
-from .registry import ROOT
-from .sampling import complete
 
 CHECKPOINTS_DIR = ROOT / "checkpoints"
 NUM_DIGITS = 10

@@ -28,14 +28,14 @@ import time
 import numpy as np
 import torch
 
-from .distributions import probabilities
+from ..distributions import probabilities
+from ..fast import warm_up
+from ..gated import GatedPixelCNN
+from ..io import build_model, load_model
+from ..registry import DEFAULT_MODEL, SHIPPED_CONFIG, bundled_models, resolve_model
+from ..sampling import complete
+from ..task import SamplingTask, pick_device
 from .evaluate import positive_int
-from .fast import warm_up
-from .gated import GatedPixelCNN
-from .io import build_model, load_model
-from .registry import DEFAULT_MODEL, SHIPPED_CONFIG, bundled_models, resolve_model
-from .sampling import complete
-from .task import SamplingTask, pick_device
 
 
 def benchmark_model(name: str | None):
@@ -99,7 +99,7 @@ def max_prob_difference(model, samples, images, device) -> float:
 def time_hole_aware(model, candidates: int, device, repeats: int) -> dict:
     """Median seconds of hole-aware completion (model/rerank.py) of a central hole half the
     image's size: N candidates sampled as one batch, then scored in one batched pass."""
-    from .rerank import rank
+    from ..rerank import rank
 
     cfg = model.config
     image = np.zeros((cfg.channels, cfg.height, cfg.width), np.uint8)
@@ -130,8 +130,8 @@ def time_core_scaling(model, repeats: int, rounds: int = 3) -> dict:
     so nothing else is shared); the scaling is how many times one thread's work the threads
     did in the same time (2.0 for two full cores). Several candidates, dealt out over the
     cores, cannot go faster than the cores scale. Alternating rounds, the median."""
-    from . import kernels
-    from .fast import GatedStepper, cores, prepared_weights
+    from ..fast import GatedStepper, cores, prepared_weights
+    from .. import kernels
 
     if not kernels.AVAILABLE:
         raise SystemExit("The core-scaling measurement runs the compiled kernels: install Numba.")
@@ -168,7 +168,7 @@ def time_core_scaling(model, repeats: int, rounds: int = 3) -> dict:
 def time_posterior(model, repeats: int) -> dict:
     """Median seconds of p(class | known pixels) (model/posterior.py) of a digit-like image,
     every pixel known and with its bottom half unknown (only the rows above are run)."""
-    from .posterior import class_posterior
+    from ..posterior import class_posterior
 
     if not model.config.num_classes:
         raise SystemExit("--posterior needs a class-conditional model.")

@@ -36,9 +36,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ..files import write_atomically
+from ..images import fit
 from .data import DatasetError, quantize
-from .files import write_atomically
-from .images import fit
 
 DATASET = "emoji"
 DATA_MODE = "rgb"  # on a model card: 8-bit RGB in K equal-width bins per channel

@@ -25,9 +25,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .card import read_card
-from .io import ModelFileError
-from .registry import MODELS_DIR
+from ..card import read_card
+from ..io import ModelFileError
+from ..registry import MODELS_DIR
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ DRY_RUN_MINUTES = 0.05
 
 
 def job_command(job: Job, args) -> list[str]:
-    """The model.train command of one job: the plan's options, then the dry run's tiny
+    """The `pixelcnn-studio train` command of one job: the plan's options, then the dry run's tiny
     overrides (argparse keeps the last value of an option)."""
     output = Path(args.output)
     minutes = DRY_RUN_MINUTES if args.dry_run else job.minutes
@@ -77,7 +77,7 @@ def job_command(job: Job, args) -> list[str]:
         command += DRY_RUN
     else:
         command += ["--device", "cuda"]
-    return [sys.executable, "-m", "model.train", *command]
+    return [sys.executable, "-m", "model.training.train", *command]
 
 
 def summary_row(job: Job, output: Path, seconds: float, returncode: int) -> list[str]:
@@ -96,7 +96,7 @@ def summary_row(job: Job, output: Path, seconds: float, returncode: int) -> list
             "test_images"]
         better = card["test_nll_nats"] < shipped_card["test_nll_nats"]
         verdict = ("better than shipped" if better else "not better") if same_data else \
-            "other test images: compare with model.evaluate"
+            "other test images: compare with pixelcnn-studio evaluate"
     return [job.name, f"{seconds / 60:.1f}", f"{card['epochs']:.2f}", trained, shipped, verdict]
 
 
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Training {len(jobs)} models, {planned:.1f} minutes of time budgets in all.",
           flush=True)
     rows, started = [], time.monotonic()
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # the checkout, for PYTHONPATH
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     for job in jobs:

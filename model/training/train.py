@@ -5,7 +5,7 @@ resources/models.
     pixelcnn-studio train --dataset emoji --name emoji-color --layers 8 --hidden-channels 48 \\
         --batch-size 32 --epochs 50 --hflip --time-budget 45
 
-The emoji dataset (model/emoji.py) is rendered from the Noto Color Emoji font and cached on
+The emoji dataset (model/training/emoji.py) is rendered from the Noto Color Emoji font and cached on
 first use: RGB, 24 x 24, 8 levels per channel by default, no classes.
 
 The train split trains, the valid split picks the best weights (checked every epoch and at
@@ -31,12 +31,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..base import ImageModel
+from ..card import model_paths, read_card
+from ..config import ARCHITECTURES, ConfigError, ModelConfig
+from ..distributions import nats_to_bits_per_dim, nll_nats
+from ..files import write_atomically
+from ..io import ModelFileError, build_model, save_model
 from . import emoji
-from .base import ImageModel
-from .card import model_paths, read_card
-from .config import ARCHITECTURES, ConfigError, ModelConfig
 from .data import MODES, DatasetError, levels_for_mode
-from .distributions import nats_to_bits_per_dim, nll_nats
+from .distributed import World, join, leave, replica_difference, wrap
+from .engine import COMPILE_CHOICES, PRECISIONS, Engine, candidates, choose_engine, scorer_for
 from .evaluate import (
     DATASETS,
     DEVICES,
@@ -49,12 +53,8 @@ from .evaluate import (
     positive_int,
     resolve_device,
 )
-from .files import write_atomically
-from .io import ModelFileError, build_model, save_model
-from .train_distributed import World, join, leave, replica_difference, wrap
-from .train_engine import COMPILE_CHOICES, PRECISIONS, Engine, candidates, choose_engine, scorer_for
-from .train_history import continue_card, history_of, inherited_settings, load_initial
-from .train_schedule import SCHEDULES, BudgetSchedule
+from .history import continue_card, history_of, inherited_settings, load_initial
+from .schedule import SCHEDULES, BudgetSchedule
 
 NO_CLASS = -1
 EVAL_BATCH_SIZE = 256
@@ -751,6 +751,7 @@ def finish(run: Run, splits: Splits, speed: dict) -> int:
     """Check the replicas agree, then (process 0) score the best weights and write them."""
     difference = replica_difference(run.model, run.world)
     if not run.world.writes:
+        run.world.barrier()  # leave together, once process 0 has written the model
         return 0
     if run.world.distributed:
         speed["distributed"] = {**run.world.describe(run.settings["batch_size"]),
@@ -764,6 +765,7 @@ def finish(run: Run, splits: Splits, speed: dict) -> int:
         if kept:
             print("kept from the previous card, check they still hold: " + ", ".join(kept))
     weights_path, _ = save_model(run.model, destination, **card)
+    run.world.barrier()
     print(f"{card['name']}: {card['epochs']:.2f} epochs, {card['steps']} steps in "
           f"{card['wall_minutes']:.1f} min at {card['training']['images_per_second']:.0f} "
           f"images/s; valid {card['valid_nll_nats']:.2f}, test {card['test_nll_nats']:.2f} "

@@ -13,7 +13,7 @@ digit's candidates are one batch with seed + k (k the digit's index); without a 
 with the true one, candidate 0 is exactly the plain completion with that seed, so the three
 ways share their random numbers and differ only in the choice. For each the report gives
 
-- recognised: how often the digit classifier of model.recognise names the completion as the
+- recognised: how often the digit classifier of model.training.recognise names the completion as the
   original digit;
 - evidence: the mean log-likelihood, nats per image, of the known pixels after the first
   unknown one (the rest of the hole's rows and everything below), which the raster order
@@ -31,8 +31,10 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..base import ImageModel
+from ..rerank import choose, score
+from ..sampling import complete
 from . import recognise
-from .base import ImageModel
 from .evaluate import UsageError, load_split, positive_int, run_measurement
 from .recognise import (
     DigitClassifier,
@@ -43,8 +45,6 @@ from .recognise import (
     non_negative_float,
     predict,
 )
-from .rerank import choose, score
-from .sampling import complete
 
 WAYS = ("plain", "best", "resample")
 WAY_NAMES = {

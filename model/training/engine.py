@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import ImageModel
-from .distributions import nll_nats
+from ..base import ImageModel
+from ..distributions import nll_nats
 from .evaluate import Float32Logits
 
 PRECISIONS = ("auto", "bf16", "fp32")
