@@ -92,7 +92,14 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] and argv[0] in COMMANDS:  # no Qt is imported on this path
         import importlib
 
-        command = importlib.import_module(COMMANDS[argv[0]][0])
+        try:
+            command = importlib.import_module(COMMANDS[argv[0]][0])
+        except ModuleNotFoundError:
+            if not getattr(sys, "frozen", False):
+                raise
+            print(f"error: `{argv[0]}` is not part of the desktop app; it runs from a source "
+                  "checkout (see the README's Command line).", file=sys.stderr)
+            return 2
         return command.main(argv[1:]) or 0
     args = parse_arguments(argv)
     from PySide6.QtCore import QTimer
