@@ -21,7 +21,8 @@ import numpy as np
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QApplication
 
-from model import complete, kernels, load_model
+from model import complete, load_model
+from model.fast import kernels
 from model.registry import MODELS_DIR, bundled_models, sample_picture
 
 from .image_io import load_image

@@ -3,7 +3,7 @@
 Both samplers turn a pixel's logits into probabilities and a value with the functions
 here, in float64 NumPy, so that equal logits always give equal samples. (The fast sampler's
 compiled kernels repeat `probabilities` and `draw` operation for operation, in the same
-order: model/kernels.py, tested against these.)
+order: model/fast/kernels.py, tested against these.)
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Raster-order sampling: the reference sampler of the tutorial, and `complete`, which starts
-a completion with either sampler (the fast one is model/fast.py; what both share is
+a completion with either sampler (the fast one is model/fast/; what both share is
 model/task.py).
 
 A sampler takes a partially known image and fills its unknown pixels one at a time, left to

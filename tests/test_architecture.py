@@ -19,8 +19,10 @@ def project_modules() -> dict[str, Path]:
     return modules
 
 
-def imported_names(name: str, path: Path) -> set[str]:
-    """Every module `name` imports anywhere in its file, resolved to absolute names."""
+def imported_names(name: str, path: Path, modules=()) -> set[str]:
+    """Every module `name` imports anywhere in its file, resolved to absolute names. `from
+    package import submodule` imports the submodule; the package counts only where a name
+    imported from it is not one of `modules`."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -31,14 +33,16 @@ def imported_names(name: str, path: Path) -> set[str]:
             if node.level:
                 anchor = package.split(".")[:len(package.split(".")) - node.level + 1]
                 base = ".".join([*anchor, base] if base else anchor)
-            found.add(base)
-            found.update(f"{base}.{alias.name}" for alias in node.names)
+            names = {f"{base}.{alias.name}" for alias in node.names}
+            found.update(names)
+            if not names <= set(modules):
+                found.add(base)
     return found
 
 
 def import_graph() -> dict[str, set[str]]:
     modules = project_modules()
-    return {name: {m for m in imported_names(name, path) if m in modules and m != name}
+    return {name: {m for m in imported_names(name, path, modules) if m in modules and m != name}
             for name, path in modules.items()}
 
 
@@ -62,7 +66,9 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_walker_sees_relative_lazy_and_package_imports():
     graph = import_graph()
-    assert "model.task" in graph["model.fast"]  # from .task import ... at the top
+    assert "model.task" in graph["model.fast"]  # from ..task import ... at the top
+    assert "model.fast.kernels" in graph["model.fast.rows"]  # from . import kernels
+    assert "model.fast" not in graph["model.fast.rows"]
     assert "model.fast" in graph["gui.main_window"]  # from model.fast import warm_up, lazily
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
 

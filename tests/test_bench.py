@@ -6,7 +6,8 @@ import threading
 import pytest
 
 from conftest import tiny_model
-from model import kernels, save_model
+from model import save_model
+from model.fast import kernels
 from model.training import bench
 
 
@@ -78,9 +79,9 @@ def test_a_count_below_one_is_refused_with_a_message(option, capsys):
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="Numba is not installed")
 def test_core_scaling_compares_the_cores_at_once_with_one(tmp_path, capsys, monkeypatch):
-    from model import fast
+    from model.fast import threads as fast_threads
 
-    monkeypatch.setattr(fast, "cores", lambda: 3)
+    monkeypatch.setattr(fast_threads, "cores", lambda: 3)
     threads = set()
     kernel = kernels.vertical_share
     monkeypatch.setattr(kernels, "vertical_share", lambda *args: threads.add(

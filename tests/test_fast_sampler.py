@@ -17,9 +17,11 @@ except ImportError:  # the compiled backend is then absent and its tests skip
     numba = None
 
 from conftest import tiny_model
-from model import complete, kernels
+from model import complete
 from model.distributions import draw, probabilities
-from model.fast import BACKENDS
+from model.fast import BACKENDS, kernels
+from model.fast import rows as fast_rows
+from model.fast import threads as fast_threads
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -122,7 +124,7 @@ def test_in_float64_both_samplers_give_identical_samples(model_options, kind, op
 
 
 def test_a_fully_known_prefix_costs_one_batched_pass_not_one_per_pixel(monkeypatch):
-    from model.fast import GatedStepper
+    from model.fast.stepper import GatedStepper
 
     model, image = problem(height=10, width=6)
     known = known_mask("bottom-half", 10, 6)
@@ -141,7 +143,7 @@ def column_batches(monkeypatch) -> list[int]:
     (The NumPy and torch backends compute a column per value; the compiled one samples a
     row's values per call, fewer when the candidates split on the way, and once each has
     its own state a row per job.)"""
-    from model.fast import GatedStepper, RowJob
+    from model.fast.stepper import GatedStepper, RowJob
 
     batches = []
     original = GatedStepper.column_logits
@@ -209,7 +211,7 @@ def test_stopping_the_fast_stream_stops_the_work(monkeypatch, backend):
 
 def shares_computed(monkeypatch) -> list[tuple[int, str]]:
     """(row, thread name) for each share of a whole-row job the compiled path ran."""
-    from model.fast import RowJob
+    from model.fast.stepper import RowJob
 
     runs = []
     original = RowJob.__call__
@@ -220,9 +222,8 @@ def shares_computed(monkeypatch) -> list[tuple[int, str]]:
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="Numba is not installed")
 def test_the_threads_work_at_most_one_row_past_the_row_streamed(monkeypatch):
-    from model import fast
 
-    monkeypatch.setattr(fast, "cores", lambda: 2)
+    monkeypatch.setattr(fast_threads, "cores", lambda: 2)
     runs = shares_computed(monkeypatch)
     model, image = problem(channels=3, distribution="categorical", height=8, width=5)
     completion = complete(model, image, known_mask("nothing-known", 8, 5), candidates=4,
@@ -242,10 +243,9 @@ def test_the_threads_work_at_most_one_row_past_the_row_streamed(monkeypatch):
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="Numba is not installed")
 def test_a_failure_in_a_helper_threads_share_reaches_the_caller(monkeypatch):
-    from model import fast
-    from model.fast import RowJob
+    from model.fast.stepper import RowJob
 
-    monkeypatch.setattr(fast, "cores", lambda: 2)
+    monkeypatch.setattr(fast_threads, "cores", lambda: 2)
     model, image = problem(height=6, width=7)
     known = known_mask("nothing-known", 6, 7)
     expected = complete(model, image, known, candidates=4, seed=3).run()
@@ -369,7 +369,8 @@ def test_the_ir_tiles_compute_what_the_plain_loops_compute(dtype):
 def test_plain_tiles_switched_on_draw_the_same_samples(tmp_path):
     code = ("import sys; sys.path.insert(0, 'tests')\n"
             "from conftest import tiny_model\n"
-            "from model import complete, kernels\n"
+            "from model import complete\n"
+            "from model.fast import kernels\n"
             "import numpy as np\n"
             "assert kernels._tile is kernels._plain_tile\n"
             "model = tiny_model(channels=3, distribution='categorical')\n"
@@ -389,19 +390,18 @@ def test_plain_tiles_switched_on_draw_the_same_samples(tmp_path):
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="Numba is not installed")
 def test_candidates_dealt_out_over_several_cores_get_one_cores_samples(monkeypatch):
-    from model import fast
 
     model, image = problem(channels=3, distribution="categorical")
     known = known_mask("hole", 6, 7)
-    monkeypatch.setattr(fast, "cores", lambda: 1)
+    monkeypatch.setattr(fast_threads, "cores", lambda: 1)
     alone = complete(model, image, known, candidates=5, seed=2).run()
 
     threads = set()
     kernel = kernels.sample_share
     monkeypatch.setattr(kernels, "sample_share", lambda *args: threads.add(
         threading.current_thread().name) or kernel(*args))
-    monkeypatch.setattr(fast, "cores", lambda: 3)
-    monkeypatch.setattr(fast, "_helpers", None)  # helper threads for three cores
+    monkeypatch.setattr(fast_threads, "cores", lambda: 3)
+    monkeypatch.setattr(fast_threads, "_helpers", None)  # helper threads for three cores
     assert np.array_equal(complete(model, image, known, candidates=5, seed=2).run(), alone)
     assert threading.current_thread().name in threads and len(threads) >= 2
 
@@ -411,12 +411,12 @@ def test_candidates_dealt_out_over_several_cores_get_one_cores_samples(monkeypat
 @pytest.mark.parametrize("candidates", [5, 6])
 def test_candidates_taken_in_groups_draw_the_reference_samples(
         monkeypatch, channels, distribution, candidates):
-    from model import fast
 
     # On one core the kernels take 5 candidates as one group of five (each weight loaded
     # once for the five), and 6 as four and two.
-    monkeypatch.setattr(fast, "cores", lambda: 1)
-    assert [fast._chunks(n) for n in (5, 6, 9)] == [[(0, 5)], [(0, 4), (4, 6)], [(0, 4), (4, 9)]]
+    monkeypatch.setattr(fast_threads, "cores", lambda: 1)
+    chunks = [fast_rows._chunks(n) for n in (5, 6, 9)]
+    assert chunks == [[(0, 5)], [(0, 4), (4, 6)], [(0, 4), (4, 9)]]
     model, image = problem(3, channels=channels, distribution=distribution, height=6, width=7,
                            num_classes=2)
     model = model.double()
@@ -460,7 +460,8 @@ KERNELS_AT_START = """
 import sys
 sys.path.insert(0, "tests")
 from conftest import tiny_model
-from model import complete, fast, kernels
+from model import complete, fast
+from model.fast import kernels
 for options in ({}, dict(channels=3, distribution="categorical")):
     model = tiny_model(height=4, width=5, **options)
     fast.warm_up(model)
@@ -510,7 +511,7 @@ def test_a_frozen_apps_kernels_name_their_source_inside_the_bundle(monkeypatch, 
 # test would be one more completion holding the limit.
 OVERLAPPING_COMPLETIONS = """
 from threadpoolctl import threadpool_info, threadpool_limits
-from model.fast import single_threaded_blas
+from model.fast.threads import single_threaded_blas
 
 def blas_threads():
     return min(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")

@@ -6,7 +6,8 @@ import pytest
 import model.cli
 from conftest import tiny_model
 from model import build_model
-from model.fast import GatedStepper, prepared_weights
+from model.fast.stepper import GatedStepper
+from model.fast.weights import prepared_weights
 from model.memory import MemoryLimitError, bytes_per_candidate, check_candidates_fit
 from model.registry import SHIPPED_CONFIG
 from model.task import SamplingTask

@@ -130,8 +130,10 @@ def time_core_scaling(model, repeats: int, rounds: int = 3) -> dict:
     so nothing else is shared); the scaling is how many times one thread's work the threads
     did in the same time (2.0 for two full cores). Several candidates, dealt out over the
     cores, cannot go faster than the cores scale. Alternating rounds, the median."""
-    from ..fast import GatedStepper, cores, prepared_weights
-    from .. import kernels
+    from ..fast import kernels
+    from ..fast.stepper import GatedStepper
+    from ..fast.threads import cores
+    from ..fast.weights import prepared_weights
 
     if not kernels.AVAILABLE:
         raise SystemExit("The core-scaling measurement runs the compiled kernels: install Numba.")
