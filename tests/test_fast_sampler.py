@@ -19,7 +19,7 @@ except ImportError:  # the compiled backend is then absent and its tests skip
 from conftest import tiny_model
 from model import complete
 from model.distributions import draw, probabilities
-from model.fast import BACKENDS, kernels
+from model.fast import BACKENDS, jit, kernels, tiles
 from model.fast import rows as fast_rows
 from model.fast import threads as fast_threads
 
@@ -303,13 +303,13 @@ def test_the_compiled_kernels_turn_logits_into_values_as_numpy_does():
 @pytest.mark.parametrize("vector_bytes", [32, 64])
 def test_the_lane_products_are_numpys_products_for_every_tile_shape(
         monkeypatch, dtype, vector_bytes):
-    """kernels._lanes adds rows of inputs (here overlapping windows of one padded row, as the
+    """tiles._lanes adds rows of inputs (here overlapping windows of one padded row, as the
     vertical stack reads them) times a block of a weight matrix into a block of its output,
     in tiles of 1 to 5 rows and 1 to 2 vectors of outputs: every count of rows and of
     outputs, offsets everywhere, and nothing outside the block touched. Both vector sizes
     are compiled here, whichever this machine has: AVX2 machines get the 32-byte tiles."""
-    monkeypatch.setattr(kernels, "VECTOR_BYTES", vector_bytes)
-    lanes = numba.njit(kernels._lanes.py_func)  # compiled anew, with this vector size
+    monkeypatch.setattr(tiles, "VECTOR_BYTES", vector_bytes)
+    lanes = numba.njit(tiles._lanes.py_func)  # compiled anew, with this vector size
     rng = np.random.default_rng(0)
     tolerance = 1e-4 if dtype == np.float32 else 1e-12
     for count in (1, 2, 3, 4, 5, 6, 9, 24):
@@ -336,7 +336,7 @@ def test_the_lane_products_are_numpys_products_for_every_tile_shape(
 def test_the_ir_tiles_compute_what_the_plain_loops_compute(dtype):
     """Every tile shape _lanes asks for, written in LLVM IR, against the plain-loop tile
     (PIXELCNN_PLAIN_TILES=1) on the same inputs; any other shape raises in both."""
-    ir_tile, plain_tile = kernels._ir_tile, kernels._plain_tile
+    ir_tile, plain_tile = tiles._ir_tile, tiles._plain_tile
 
     @numba.njit
     def by_ir(rows, width, x, x_start, x_step, n, w, w_row, w_col, out, out_row, out_col):
@@ -345,8 +345,8 @@ def test_the_ir_tiles_compute_what_the_plain_loops_compute(dtype):
     rng = np.random.default_rng(1)
     tolerance = 1e-5 if dtype == np.float32 else 1e-13
     n, step, x_start, w_row, w_col, out_row, out_col = 37, 2, 3, 1, 2, 1, 1
-    widths = kernels._tile_widths(numba.from_dtype(np.dtype(dtype)))
-    for rows in range(1, kernels.LARGEST_GROUP + 1):
+    widths = tiles._tile_widths(numba.from_dtype(np.dtype(dtype)))
+    for rows in range(1, tiles.LARGEST_GROUP + 1):
         for width in widths:
             x = rng.standard_normal(x_start + step * rows + n).astype(dtype)
             w = rng.standard_normal((w_row + n, w_col + width + 2)).astype(dtype)
@@ -358,7 +358,7 @@ def test_the_ir_tiles_compute_what_the_plain_loops_compute(dtype):
             assert not np.array_equal(plain_out, out)
             np.testing.assert_allclose(ir_out, plain_out, rtol=tolerance, atol=tolerance)
     x, w, out = np.ones(8, dtype), np.ones((8, 8), dtype), np.zeros((8, 8), dtype)
-    for rows, width in ((kernels.LARGEST_GROUP + 1, 1), (1, 3), (0, 1)):
+    for rows, width in ((tiles.LARGEST_GROUP + 1, 1), (1, 3), (0, 1)):
         for tile in (by_ir, plain_tile):
             with pytest.raises(ValueError, match="_tile"):
                 tile(rows, width, x, 0, 1, 2, w, 0, 0, out, 0, 0)
@@ -370,9 +370,9 @@ def test_plain_tiles_switched_on_draw_the_same_samples(tmp_path):
     code = ("import sys; sys.path.insert(0, 'tests')\n"
             "from conftest import tiny_model\n"
             "from model import complete\n"
-            "from model.fast import kernels\n"
+            "from model.fast import tiles\n"
             "import numpy as np\n"
-            "assert kernels._tile is kernels._plain_tile\n"
+            "assert tiles._tile is tiles._plain_tile\n"
             "model = tiny_model(channels=3, distribution='categorical')\n"
             "image = np.zeros((3, 6, 7), np.uint8)\n"
             "done = complete(model, image, np.zeros((6, 7), bool), candidates=3, seed=4,"
@@ -453,7 +453,7 @@ def test_kernels_still_compile_where_no_cache_can_be_written(monkeypatch):
     with pytest.raises(RuntimeError, match="cannot cache"):
         numba.njit(cache=True)(_twice)
     numbers = np.arange(5.0)
-    np.testing.assert_array_equal(kernels._jit(_twice)(numbers), 2 * numbers)
+    np.testing.assert_array_equal(jit._jit(_twice)(numbers), 2 * numbers)
 
 
 KERNELS_AT_START = """
@@ -497,12 +497,12 @@ def test_a_frozen_apps_kernels_name_their_source_inside_the_bundle(monkeypatch, 
         return x
 
     kernel.__code__ = kernel.__code__.replace(co_filename=os.path.join("model", "kernels.py"))
-    kernels._pin_source_path(kernel)  # in the source tree: left as it is
+    jit._pin_source_path(kernel)  # in the source tree: left as it is
     assert kernel.__code__.co_filename == os.path.join("model", "kernels.py")
 
     monkeypatch.setattr(sys, "frozen", True, raising=False)
     monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path), raising=False)
-    kernels._pin_source_path(kernel)
+    jit._pin_source_path(kernel)
     assert kernel.__code__.co_filename == str(tmp_path / "model" / "kernels.py")
     assert kernel(3) == 3
 

@@ -4,268 +4,20 @@ One pixel of the gated model is a few dozen products of vectors with small matri
 NumPy each is a separate call costing microseconds of overhead, far more than its
 arithmetic; compiled, a whole row of pixels (every layer of each column, the head, the
 distribution and the draw) is one call, and a finished row's vertical stack another.
-Weights come as (inputs, outputs), and the products keep outputs in vector lanes (_lanes:
-tiles written in LLVM's IR). fastmath lets the compiler reorder the rest of the arithmetic;
-results move by rounding only. If Numba is not installed the sampler falls back to NumPy
-(same results, slower).
+Weights come as (inputs, outputs); the products keep outputs in vector lanes (tiles.py),
+and what the kernels take is named in layout.py. fastmath lets the compiler reorder the
+rest of the arithmetic; results move by rounding only. If Numba is not installed the
+sampler falls back to NumPy (same results, slower).
 """
 
 from __future__ import annotations
 
 import math
-import os
-import sys
-from typing import NamedTuple
 
 import numpy as np
 
-try:
-    import numba
-    from llvmlite import ir
-    from numba import types
-    from numba.core import cgutils
-    from numba.extending import intrinsic
-except ImportError:  # pragma: no cover - exercised where numba is absent
-    numba = None
-
-AVAILABLE = numba is not None
-# PIXELCNN_PLAIN_TILES=1 computes the tiles' products with plain Numba loops instead of the
-# LLVM IR below: the same sums, slower. For a Numba release whose internals the IR no longer
-# fits, and as the specification the IR is tested against (tests/test_fast_sampler.py).
-PLAIN_TILES = os.environ.get("PIXELCNN_PLAIN_TILES", "") not in ("", "0")
-
-
-# Candidates are independent; the kernels take them in groups (one tile of rows) only to
-# share weight loads. A fifth left over joins the group of four before it (9 candidates: 4
-# and 5, not 4, 4 and 1): a horizontal layer's product for five costs 1.3 times that for
-# four, and alone the fifth would cost half what the four do.
-GROUP = 4
-LARGEST_GROUP = GROUP + 1
-
-
-# What the two kernels take, by name: Numba passes these tuples of arrays and numbers to
-# compiled code as they are. Layouts: see _group_column (the row) and _vertical_share.
-class RowState(NamedTuple):
-    """The row kernel's per-candidate state, read and written."""
-    hin: np.ndarray  # (L, B, padded columns * cin): each layer's input along the row
-    link_rows: np.ndarray  # (L, B, W * 2w): what the rows above give each column
-    gated: np.ndarray  # (B, L * w): every layer's gate at the current column
-
-
-class RowWeights(NamedTuple):
-    """The horizontal stack's and the head's weights, (inputs, outputs)."""
-    cins: np.ndarray  # (L,) input channels of each layer
-    kws: np.ndarray  # (L,) kernel width of each layer
-    h_weights: np.ndarray  # (L, longest window, 2w)
-    res_weights: np.ndarray  # (L, w, w)
-    res_biases: np.ndarray  # (L, w)
-    skip_weight: np.ndarray
-    skip_bias: np.ndarray
-    w1: np.ndarray
-    b1: np.ndarray
-    w2: np.ndarray  # (C, hidden, K): one head output per image channel
-    b2: np.ndarray
-
-
-class Drawing(NamedTuple):
-    """How values are drawn from the logits."""
-    bernoulli: bool  # one logit (of level 1) per value, else K logits
-    temperature: float
-    top_level: int  # K - 1: a drawn value is written back as value / top_level
-    uniforms: np.ndarray  # (B, C, H, W): each candidate's own stream
-
-
-class VerticalState(NamedTuple):
-    vin_all: np.ndarray  # (L, B, padded rows * padded columns * cin)
-    link_all: np.ndarray  # (L, B, W * 2w): the link the last finished row gives the next
-
-
-class VerticalWeights(NamedTuple):
-    khs: np.ndarray  # (L,) kernel heights
-    ks: np.ndarray  # (L,) kernel widths
-    cins: np.ndarray  # (L,) input channels
-    v_weights: np.ndarray  # (L, longest window, 2w), rows ordered (kh, k, cin)
-    v_biases: np.ndarray  # (L, 2w)
-    links: np.ndarray  # (L, 2w, 2w)
-    h_biases: np.ndarray  # (L, 2w)
-
-
-def computed_zero(n):
-    """0, computed from an argument. Numba types a literal 0 apart from other integers, so a
-    compiled function given a literal 0 where it is elsewhere given a variable (_lanes's
-    offsets) is compiled once more, for that literal: every such 0 is made here instead."""
-    return n - n
-
-
-def group_size(left):
-    """How many of the `left` candidates the next group takes."""
-    return left if left == LARGEST_GROUP else min(GROUP, left)
-
-
-# Products with the outputs in vector lanes. Every product here is a few rows of inputs (the
-# candidates of a group, or a convolution's positions) times a small matrix of weights laid
-# out (inputs, outputs). A tile holds a block of outputs for up to five rows in registers
-# and walks the inputs once: per input, one vector of weights is loaded for all the rows
-# and multiplied by each row's input broadcast to every lane, and no sum is ever reduced
-# across lanes (dot products, one output at a time, did that for every output: a 96-long
-# one was 6 vector multiply-adds and about 9 instructions of reduction). LLVM does not find
-# this form in Numba's loops (tried: 2-7x slower), so the tiles are written in its IR, with
-# vector types it lowers to what the machine has (AVX-512, AVX2, NEON).
-def _vector_bytes():
-    """The machine's widest vector registers: 64 bytes with AVX-512, else taken as 32 (a
-    tile wider than the registers is split by LLVM, and spills some of them)."""
-    try:
-        from llvmlite import binding
-        return 64 if binding.get_host_cpu_features().get("avx512f") else 32
-    except Exception:  # pragma: no cover - no feature query on this platform
-        return 32
-
-
-VECTOR_BYTES = _vector_bytes() if AVAILABLE else 32
-
-
-def _emit_tile(context, builder, rows, width, dtype, x, x_start, x_step, n, w, w_row, w_col,
-               out, out_row, out_col):
-    """IR for out[out_row + r, out_col:][:width] += the sum over i < n of
-    x[x_start + r * x_step + i] * w[w_row + i, w_col:][:width], for every r < rows."""
-    i8p, i32, i64 = ir.IntType(8).as_pointer(), ir.IntType(32), ir.IntType(64)
-    scalar = context.get_value_type(dtype)
-    size = dtype.bitwidth // 8
-    kind = "f32" if size == 4 else "f64"
-    vector = scalar if width == 1 else ir.VectorType(scalar, width)
-    fmuladd = cgutils.get_or_insert_function(
-        builder.module, ir.FunctionType(vector, [vector] * 3),
-        f"llvm.fmuladd.{kind}" if width == 1 else f"llvm.fmuladd.v{width}{kind}")
-
-    def element(array, offset_bytes, of_type):
-        start = builder.gep(builder.bitcast(array.data, i8p), [offset_bytes])
-        return builder.bitcast(start, of_type.as_pointer())
-
-    def constant(value):
-        return ir.Constant(i64, value)
-
-    x_stride, w_stride, out_stride = (builder.extract_value(a.strides, 0) for a in (x, w, out))
-    sums, targets = [], []
-    for r in range(rows):
-        row_bytes = builder.mul(builder.add(out_row, constant(r)), out_stride)
-        target = element(out, builder.add(row_bytes, builder.mul(out_col, constant(size))),
-                         vector)
-        total = cgutils.alloca_once(builder, vector)  # in registers once LLVM is done
-        builder.store(builder.load(target, align=size), total)
-        sums.append(total)
-        targets.append(target)
-    w_col_bytes = builder.mul(w_col, constant(size))
-    broadcast = ir.Constant(ir.VectorType(i32, width), [0] * width) if width > 1 else None
-    with cgutils.for_range(builder, n) as loop:
-        i = loop.index
-        w_bytes = builder.add(builder.mul(builder.add(w_row, i), w_stride), w_col_bytes)
-        weights = builder.load(element(w, w_bytes, vector), align=size)
-        for r in range(rows):
-            index = builder.add(builder.add(x_start, builder.mul(x_step, constant(r))), i)
-            value = builder.load(element(x, builder.mul(index, x_stride), scalar))
-            if broadcast is not None:
-                value = builder.insert_element(ir.Constant(vector, ir.Undefined), value,
-                                               ir.Constant(i32, 0))
-                value = builder.shuffle_vector(value, ir.Constant(vector, ir.Undefined),
-                                               broadcast)
-            total = sums[r]
-            builder.store(builder.call(fmuladd, [value, weights, builder.load(total)]), total)
-    for total, target in zip(sums, targets, strict=True):
-        builder.store(builder.load(total), target, align=size)
-
-
-def widest_tile(itemsize):
-    """How many outputs the widest tile holds: two vectors' worth."""
-    return 2 * VECTOR_BYTES // itemsize
-
-
-def _tile_widths(dtype):
-    """The widths tiles come in: the widest, then halving down to one output (_lanes takes
-    them in that order)."""
-    widths, width = [], widest_tile(dtype.bitwidth // 8)
-    while width:
-        widths.append(width)
-        width //= 2
-    return widths
-
-
-def _tile_typer(typingctx, rows, width, x, x_start, x_step, n, w, w_row, w_col, out, out_row,
-                out_col):
-    """_tile(rows, width, x, x_start, x_step, n, w, w_row, w_col, out, out_row, out_col):
-    one tile of _lanes (see _emit_tile), `rows` from 1 to LARGEST_GROUP and `width` one of
-    _tile_widths (any other pair raises ValueError; _lanes asks for no other). x is
-    one-dimensional, w and out two-dimensional, all C-contiguous and of one float type."""
-    arrays = (x, w, out)
-    if not all(isinstance(a, types.Array) and a.layout == "C" for a in arrays) or (
-            x.ndim, w.ndim, out.ndim) != (1, 2, 2) or len({a.dtype for a in arrays}) != 1 or (
-            x.dtype not in (types.float32, types.float64)):
-        return None  # Numba then reports that no _tile takes these types
-    dtype = x.dtype
-    signature = types.void(rows, width, x, x_start, x_step, n, w, w_row, w_col, out, out_row,
-                           out_col)
-
-    def codegen(context, builder, signature, args):
-        ints = {k: context.cast(builder, args[k], signature.args[k], types.int64)
-                for k in (0, 1, 3, 4, 5, 7, 8, 10, 11)}
-        x_a, w_a, out_a = (context.make_array(signature.args[k])(context, builder, args[k])
-                           for k in (2, 6, 9))
-        done = builder.append_basic_block("tile.done")
-        unsupported = builder.append_basic_block("tile.unsupported")
-        key = builder.add(builder.mul(ints[0], ir.Constant(ir.IntType(64), 1024)), ints[1])
-        switch = builder.switch(key, unsupported)
-        for rows_ in range(1, LARGEST_GROUP + 1):
-            for width_ in _tile_widths(dtype):
-                block = builder.append_basic_block(f"tile.{rows_}x{width_}")
-                switch.add_case(ir.Constant(ir.IntType(64), rows_ * 1024 + width_), block)
-                builder.position_at_end(block)
-                _emit_tile(context, builder, rows_, width_, dtype, x_a, ints[3], ints[4],
-                           ints[5], w_a, ints[7], ints[8], out_a, ints[10], ints[11])
-                builder.branch(done)
-        builder.position_at_end(unsupported)
-        context.call_conv.return_user_exc(
-            builder, ValueError, (f"_tile: rows must be 1..{LARGEST_GROUP} and width one of "
-                                  f"{_tile_widths(dtype)}",))
-        builder.position_at_end(done)
-        return context.get_dummy_value()
-
-    return signature, codegen
-
-
-def _plain_tile(rows, width, x, x_start, x_step, n, w, w_row, w_col, out, out_row, out_col):
-    """What _tile computes, as plain loops: the specification the IR is tested against, and
-    the tiles' implementation under PIXELCNN_PLAIN_TILES=1."""
-    widest = _widest_tile(x.itemsize)
-    if rows < 1 or rows > LARGEST_GROUP or width < 1 or width > widest or width & (width - 1):
-        raise ValueError("_tile: unsupported rows x width")
-    for r in range(rows):
-        start = x_start + r * x_step
-        for o in range(width):
-            total = out[out_row + r, out_col + o]
-            for i in range(n):
-                total += x[start + i] * w[w_row + i, w_col + o]
-            out[out_row + r, out_col + o] = total
-
-
-def _lanes(x, x_start, x_step, count, n, w, w_row, w_col, n_cols, out, out_row, out_col):
-    """out[out_row + j, out_col + o] += x[x_start + j * x_step:][:n] . w[w_row:][:n, w_col + o]
-    for rows j < count and outputs o < n_cols. The rows may overlap (a convolution's windows,
-    read where they lie in a padded row: no copy made). Tiles as group_size takes
-    candidates (five rows at most; a longer product, four at a time), each as wide as the
-    outputs left allow."""
-    widest = _widest_tile(x.itemsize)
-    o = 0
-    while o < n_cols:
-        width = widest
-        while width > n_cols - o:
-            width //= 2
-        j = 0
-        while j < count:
-            rows = _group_size(count - j)
-            _tile(rows, width, x, x_start + j * x_step, x_step, n, w, w_row, w_col + o, out,
-                  out_row + j, out_col + o)
-            j += rows
-        o += width
-
+from .jit import _OPTIONS, AVAILABLE, _jit, numba
+from .tiles import LARGEST_GROUP, _computed_zero, _group_size, _lanes
 
 # tanh(x) ~ x P(x^2) / Q(x^2) on |x| <= 9 (beyond it tanh is 1 to float32 precision): a
 # rational fit made for this project (weighted least squares, Loeb iterations), max error
@@ -683,50 +435,13 @@ def cache_report() -> str | None:
             f"{where} for the next")
 
 
-def _pin_source_path(function) -> None:
-    """In a frozen app a module's functions name their file relative to the folder the app
-    was started from ("model/kernels.py"), and Numba names its cache folder after that path
-    made absolute: every starting folder would compile the kernels anew (and keep another
-    copy), and one holding this project's source would get the app's kernels mixed into its
-    cache. Pin the path to the bundle's own folder."""
-    code = function.__code__
-    bundle = getattr(sys, "_MEIPASS", None)
-    if getattr(sys, "frozen", False) and bundle and not os.path.isabs(code.co_filename):
-        function.__code__ = code.replace(co_filename=os.path.join(bundle, code.co_filename))
-
-
-# fastmath lets the compiler reorder sums (the result moves by rounding only). NumPy's error
-# model drops Python's check for a division by zero (a branch per division, which kept every
-# loop with a division, such as the tanh fit's, scalar: the 9 x 28 gates of one vertical row
-# took 93 us, 15 after).
-_OPTIONS = dict(fastmath=True, error_model="numpy")
-
-
-def _jit(function, **options):
-    """`function` compiled, cached on disk where there is somewhere to write the cache."""
-    _pin_source_path(function)
-    options = {**_OPTIONS, "nogil": True, **options}
-    try:
-        # Not cached with plain tiles: Numba's cache is keyed to the source, not to which
-        # _tile a kernel calls, and would hand the other build to the next start.
-        return numba.njit(cache=not PLAIN_TILES, **options)(function)
-    except RuntimeError:  # no writable cache folder (e.g. a read-only install)
-        return numba.njit(**options)(function)
-
-
 if AVAILABLE:
-    _widest_tile = numba.njit(inline="always", **_OPTIONS)(widest_tile)
-    _ir_tile = intrinsic(_tile_typer)
-    _plain_tile = numba.njit(**_OPTIONS)(_plain_tile)
-    _tile = _plain_tile if PLAIN_TILES else _ir_tile
     # The small helpers are inlined where they are used. The per-group functions are
     # compiled on their own: inlined into the kernels, they made Numba's compilation (the
     # first start of a new installation waits for it) about three times longer.
-    _fast_tanh, _group_size, _computed_zero = (
-        numba.njit(inline="always", **_OPTIONS)(f)
-        for f in (_fast_tanh, group_size, computed_zero))
-    _lanes, _group_column, _group_head, _sample_share = (
-        _jit(f) for f in (_lanes, _group_column, _group_head, _sample_share))
+    _fast_tanh = numba.njit(inline="always", **_OPTIONS)(_fast_tanh)
+    _group_column, _group_head, _sample_share = (
+        _jit(f) for f in (_group_column, _group_head, _sample_share))
     # The distributions are computed as NumPy computes them: no fastmath here.
     _block_sum = numba.njit(inline="always", error_model="numpy")(_block_sum)
     _pairwise_sum, _probabilities, _draw, _draw_values = (

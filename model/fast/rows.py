@@ -13,7 +13,7 @@ from operator import itemgetter, setitem
 import numpy as np
 
 from ..task import PixelSample, SamplingTask
-from . import kernels, threads
+from . import threads, tiles
 from .arrays import NumpyArrays
 from .stepper import GatedStepper, RowJob
 
@@ -100,11 +100,11 @@ def _gated_rows_in_order(stepper: GatedStepper, task: SamplingTask) -> Iterator[
 
 def _chunks(batch: int) -> list[tuple[int, int]]:
     """The candidate states' chunks for whole-row jobs: the kernels' groups (each weight
-    loaded once for the group; 9 candidates: 4 and 5, see kernels.group_size), or one share
+    loaded once for the group; 9 candidates: 4 and 5, see tiles.group_size), or one share
     per core where there are fewer groups than that (2 candidates on two cores: 1 and 1)."""
     groups, first = [], 0
     while first < batch:
-        groups.append((first, first + kernels.group_size(batch - first)))
+        groups.append((first, first + tiles.group_size(batch - first)))
         first = groups[-1][1]
     if len(groups) >= min(batch, threads.cores()):
         return groups

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..task import SamplingTask
-from . import kernels
+from . import kernels, layout
 from .threads import _in_shares
 from .weights import GatedWeights
 
@@ -83,17 +83,17 @@ class GatedStepper:
         if weights.compiled is not None:
             c = weights.compiled
             self.vertical_args = (
-                kernels.VerticalState(self.vin_all, self.link_all),
-                kernels.VerticalWeights(c["khs"], c["ks"], c["cins"], c["v_weights"],
+                layout.VerticalState(self.vin_all, self.link_all),
+                layout.VerticalWeights(c["khs"], c["ks"], c["cins"], c["v_weights"],
                                         self.v_biases, c["links"], self.h_biases),
                 self.fast_tanh)
             task = self.task  # what kernels.sample_share takes after the row's known pixels
             self.compiled = (
-                kernels.RowState(self.hin_all, self.link_all, self.gated.reshape(batch, -1)),
-                kernels.RowWeights(c["cins"], c["kws"], c["h_weights"], c["res_weights"],
+                layout.RowState(self.hin_all, self.link_all, self.gated.reshape(batch, -1)),
+                layout.RowWeights(c["cins"], c["kws"], c["h_weights"], c["res_weights"],
                                    c["res_biases"], *c["head"]),
                 self.fast_tanh,
-                kernels.Drawing(task.config.distribution == "bernoulli", task.temperature,
+                layout.Drawing(task.config.distribution == "bernoulli", task.temperature,
                                 self.top_level, task.uniforms))
 
     @property
