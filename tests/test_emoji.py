@@ -22,6 +22,7 @@ from model import build_model, load_model, read_card, save_model
 from model.images import load_image
 from model.registry import SAMPLE_COLOUR, SAMPLE_DIGIT, sample_picture
 from model.training import emoji, evaluate, showcase, train
+from model.training import settings as train_settings
 from model.training.data import DatasetError
 
 SMILE, HEART, APPLE = 0x1F600, 0x2764, 0x1F34E
@@ -361,9 +362,9 @@ RECOMMENDED_COMMAND = ["--dataset", "emoji", "--name", "emoji-color", "--layers"
 
 
 def test_the_recommended_training_command_describes_a_small_rgb_model():
-    settings = train.with_defaults(train.given_settings(RECOMMENDED_COMMAND))
-    train.check_settings(settings)
-    cfg = train.model_config(settings)
+    settings = train_settings.with_defaults(train_settings.given_settings(RECOMMENDED_COMMAND))
+    train_settings.check_settings(settings)
+    cfg = train_settings.model_config(settings)
     assert (cfg.channels, cfg.height, cfg.levels, cfg.num_classes) == (3, 24, 8, 0)
     assert cfg.layers == 8 and cfg.hidden_channels == 48 and settings["hflip"]
     weights_mb = sum(p.numel() for p in build_model(cfg).parameters()) * 4 / 2**20
