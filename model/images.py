@@ -257,9 +257,21 @@ def bottom_half_known(height: int, width: int) -> np.ndarray:
     return known
 
 
+def levels_of_bytes(values: np.ndarray, levels: int) -> np.ndarray:
+    """8-bit values (0..255) to levels 0..K-1 in K equal-width bins: floor(value * K / 256).
+    The one quantisation of the project: datasets, opened pictures, the palette, and the
+    saved picture read back (display_values lies in these bins). For 2 levels a threshold
+    at 128."""
+    # 255 * K // 256 == K - 1 for every K <= 256, so the top bin needs no clipping.
+    return ((np.asarray(values).astype(np.uint16) * levels) >> 8).astype(np.uint8)
+
+
 def quantize(pixels: np.ndarray, levels: int) -> np.ndarray:
-    """Equal-width bins of 0..1; for 2 levels, a threshold at the midpoint."""
-    return np.clip(np.floor(pixels * levels), 0, levels - 1).astype(np.uint8)
+    """Brightness 0..1 to levels, in levels_of_bytes's bins with 1.0 as 255, without first
+    rounding to 8 bits (a 16-bit picture keeps its precision). The 1e-9 keeps a value
+    made from a byte, b / 255, in that byte's bin whatever the float rounding."""
+    scaled = np.clip(pixels, 0, 1) * (255 * levels / 256)
+    return np.minimum(np.floor(scaled + 1e-9), levels - 1).astype(np.uint8)
 
 
 # Showing and saving.

@@ -138,8 +138,10 @@ def test_transparent_backgrounds_are_flattened_so_the_ink_shows(tmp_path):
 
 
 def test_sixteen_bit_images_load_with_their_full_range(tmp_path):
+    # 4 levels: the bins of bytes 0-63, 64-127, 128-191, 192-255, whose edges lie at
+    # 16448.2, 32896.5 and 49344.7 in 16 bits; rounded to 8 bits each pair would be one level.
     path = tmp_path / "deep.png"
-    ramp = np.array([[0, 16383, 16384, 32767, 32768, 49151, 49152, 65535]], np.uint16)
+    ramp = np.array([[0, 16447, 16449, 32895, 32897, 49343, 49345, 65535]], np.uint16)
     Image.fromarray(ramp).save(path)
     with Image.open(path) as picture:
         assert picture.mode.startswith("I")
@@ -377,3 +379,15 @@ def test_colour_pictures_are_never_auto_inverted_and_transparency_turns_black(tm
     assert clear[:, 0, 0].tolist() == [0, 0, 0] and clear[:, 3, 3].tolist() == [3, 0, 0]
     # The grey models keep their convention: the same light picture is inverted.
     assert load_image(tmp_path / "light.png", 8, 8, 1, 2)[0, 0, 0] == 0
+
+
+def test_one_quantisation_for_bytes_and_brightness_for_every_level_count():
+    """Datasets bin bytes, opened pictures bin brightness: the same bins, for every K."""
+    from model.images import levels_of_bytes, quantize
+
+    bytes_ = np.arange(256)
+    for levels in range(2, 257):
+        by_bytes = levels_of_bytes(bytes_.astype(np.uint8), levels)
+        np.testing.assert_array_equal(quantize(bytes_ / 255, levels), by_bytes, str(levels))
+        assert by_bytes[0] == 0 and by_bytes[255] == levels - 1
+        assert np.all(np.diff(by_bytes.astype(int)) >= 0)

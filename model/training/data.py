@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..images import levels_of_bytes
+
 IMAGE_SIZE = 28
 SPLITS = ("train", "valid", "test")
 MODES = ("threshold", "bernoulli", "gray")
@@ -181,8 +183,7 @@ def quantize(
         # u is uniform on 0..254, so P(u < pixel) = pixel / 255 exactly, with uint8 memory only.
         u = rng.integers(0, 255, size=images.shape, dtype=np.uint8)
         return (u < images).astype(np.uint8)
-    # Gray: 255 * K // 256 == K - 1 for every K <= 256, so the top bin needs no clipping.
-    return ((images.astype(np.uint16) * num_levels) >> 8).astype(np.uint8)
+    return levels_of_bytes(images, num_levels)
 
 
 def dequantize(levels_array: np.ndarray | torch.Tensor, levels: int) -> np.ndarray:
