@@ -298,6 +298,8 @@ class CompletionRunner(QObject):
         self._fallback: FellBack | None = None
         self._announced = False  # whether `started` was emitted for the current run
         self._progress_marks: deque = deque()  # (time, pixels done) at recent drains
+        self._started_at: float | None = None  # monotonic times of the current or last run
+        self._ended_at: float | None = None
         self._drain_timer = QTimer(self)
         self._drain_timer.setInterval(DRAIN_INTERVAL_MS)
         self._drain_timer.timeout.connect(self._drain)
@@ -407,6 +409,25 @@ class CompletionRunner(QObject):
         return self._total
 
     @property
+    def pixels_done(self) -> int:
+        """Pixels delivered so far: positions with every candidate's every channel drawn."""
+        return self._done // self._samples_per_pixel
+
+    @property
+    def pixels_total(self) -> int:
+        """Pixels (positions) the whole run completes, whatever its channels and candidates."""
+        return self._total // self._samples_per_pixel
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds from start() to the end of the current or last run (to now while it
+        runs): what an instant run's speed is measured over, where recent drains are too few."""
+        if self._started_at is None:
+            return 0.0
+        end = self._ended_at if self._ended_at is not None else time.monotonic()
+        return max(0.0, end - self._started_at)
+
+    @property
     def measured_pixels_per_second(self) -> float:
         """Pixels (all candidates and channels of one position) per second, recently."""
         if len(self._progress_marks) < 2:
@@ -472,6 +493,7 @@ class CompletionRunner(QObject):
         self._done = 0
         self._device_name = None
         self._progress_marks.clear()
+        self._started_at, self._ended_at = time.monotonic(), None
 
     @Slot()
     def _shut_down_on_quit(self) -> None:
@@ -539,6 +561,7 @@ class CompletionRunner(QObject):
         """The thread has ended: deliver the last samples, let go of it, and say how."""
         self._drain()
         self._drain_timer.stop()
+        self._ended_at = time.monotonic()
         worker = self._worker
         self._device_name = worker.device_name or self._device_name
         self._ranked = worker.ranked

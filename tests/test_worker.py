@@ -219,6 +219,22 @@ def test_runner_measures_its_speed(qtbot, runner):
     qtbot.waitUntil(lambda: not runner.is_running(), timeout=5_000)
 
 
+def test_runner_counts_pixels_not_samples_and_times_the_whole_run(qtbot, runner):
+    """A colour pixel is three samples, and each candidate's one more: the status bar counts
+    pixels; and an instant run, over before any speed is measured, still has its time."""
+    colour = tiny_model(channels=3, distribution="categorical", levels=8)
+    image = np.zeros((3, HEIGHT, WIDTH), np.uint8)
+    assert runner.elapsed == 0.0
+    with qtbot.waitSignal(runner.finished, timeout=20_000):
+        runner.start(colour, image, top_rows_known(4), candidates=2, pixels_per_second=0)
+        assert runner.pixels_total == 2 * WIDTH and runner.total == 2 * WIDTH * 3 * 2
+    assert runner.pixels_done == runner.pixels_total and runner.done == runner.total
+    took = runner.elapsed
+    assert 0 < took < 20
+    time.sleep(0.05)
+    assert runner.elapsed == took  # the run's time, not the time since it began
+
+
 def test_a_worker_counts_a_pixel_as_all_its_candidates(qtbot):
     # Driven directly in this thread: 2 candidates x 14 pixels at 20 px/s take ~0.65 s, not
     # 1.35 s as they would if every sample were paced.
