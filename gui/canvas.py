@@ -28,34 +28,62 @@ UNKNOWN_TONES = np.array([[150, 150, 150], [105, 105, 105]], np.uint8)  # light,
 GRID_COLOUR = QColor(128, 128, 128, 90)
 CURSOR_COLOUR = QColor(0, 200, 255)
 PREVIEW_COLOUR = QColor(255, 190, 0)
-OVERLAY_MAX_ALPHA = 170  # a probability of 1 still lets the pixel underneath show
+LEGEND_TEXT = QColor(225, 225, 225)
+# The heatmap's colour scale (viridis), over the picture greyed and dimmed: its colours are
+# then the only colours on the canvas, never to be taken for an emoji's own reds.
+HEATMAP_STOPS = np.array([(68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98),
+                          (253, 231, 37)], float)
+HEATMAP_ALPHA = 190  # the greyed strokes still show through, faintly
+UNDER_HEATMAP_BRIGHTNESS = 0.6
 
 
 DEFAULT_BRUSH_SIZE = 3
 
 
-def drawing_image(drawing: Drawing) -> QImage:
-    """The drawing at twice its resolution, so each pixel is 2x2 sub-squares: known pixels
-    fill all four with their colour, unknown ones show a two-tone checkerboard."""
-    levels = drawing.levels
+def shown_rgb(values: np.ndarray, known: np.ndarray, levels: int) -> np.ndarray:
+    """(2H, 2W, 3) uint8: pixels as the canvas shows them, at twice their resolution so each
+    is 2x2 sub-squares: a known pixel fills all four with its colour, an unknown one shows a
+    two-tone checkerboard. The GIF export draws its frames with this too."""
     to_gray = np.round(np.arange(levels) * 255 / (levels - 1)).astype(np.uint8)
-    rgb = to_gray[np.minimum(drawing.values, levels - 1)].transpose(1, 2, 0)
-    if drawing.channels == 1:
+    rgb = to_gray[np.minimum(values, levels - 1)].transpose(1, 2, 0)
+    if rgb.shape[2] == 1:
         rgb = np.repeat(rgb, 3, axis=2)
     doubled = np.repeat(np.repeat(rgb, 2, axis=0), 2, axis=1)
-    unknown = np.repeat(np.repeat(~drawing.known, 2, axis=0), 2, axis=1)
+    unknown = np.repeat(np.repeat(~np.asarray(known, bool), 2, axis=0), 2, axis=1)
     rows, cols = np.indices(unknown.shape)
     checker = UNKNOWN_TONES[(rows + cols) % 2]
     doubled[unknown] = checker[unknown]
-    return _rgb_image(np.ascontiguousarray(doubled), QImage.Format.Format_RGB888)
+    return np.ascontiguousarray(doubled)
 
 
-def overlay_image(overlay: np.ndarray) -> QImage:
-    """A red layer whose opacity follows the overlay (0 transparent .. 1 strongest)."""
-    strength = np.clip(np.nan_to_num(overlay, nan=0.0), 0.0, 1.0)
-    rgba = np.zeros(overlay.shape + (4,), np.uint8)
-    rgba[..., 0] = 255
-    rgba[..., 3] = np.round(strength * OVERLAY_MAX_ALPHA).astype(np.uint8)
+def drawing_image(drawing: Drawing, greyed: bool = False) -> QImage:
+    """The drawing as the canvas shows it (see shown_rgb); `greyed` keeps only the known
+    pixels' brightness, dimmed, under the heatmap, whose colours must not be mistaken for
+    the picture's own."""
+    rgb = shown_rgb(drawing.values, drawing.known, drawing.levels)
+    if greyed:  # the known pixels only: the unknown ones keep their checkerboard
+        known = np.repeat(np.repeat(drawing.known, 2, axis=0), 2, axis=1)
+        grey = (rgb[known] @ np.array([0.299, 0.587, 0.114])) * UNDER_HEATMAP_BRIGHTNESS
+        rgb[known] = grey.astype(np.uint8)[:, None]
+    return _rgb_image(rgb, QImage.Format.Format_RGB888)
+
+
+def heatmap_colours(strength: np.ndarray) -> np.ndarray:
+    """(..., 3) uint8 colours of the heatmap's scale for strengths in [0, 1] (viridis: dark
+    violet through teal to yellow, ordered in brightness, readable without colour vision)."""
+    strength = np.clip(np.nan_to_num(np.asarray(strength, float), nan=0.0), 0.0, 1.0)
+    positions = np.linspace(0.0, 1.0, len(HEATMAP_STOPS))
+    return np.stack([np.interp(strength, positions, HEATMAP_STOPS[:, channel])
+                     for channel in range(3)], axis=-1).round().astype(np.uint8)
+
+
+def heatmap_image(nats: np.ndarray, scale: float) -> QImage:
+    """Each pixel with a value in its colour of the scale (0 .. `scale` nats, more clipped
+    to the top), nearly opaque; pixels without one (NaN: unknown) transparent."""
+    has_value = np.isfinite(nats)
+    rgba = np.zeros(nats.shape + (4,), np.uint8)
+    rgba[..., :3] = heatmap_colours(np.where(has_value, nats, 0.0) / scale)
+    rgba[..., 3] = np.where(has_value, HEATMAP_ALPHA, 0)
     return _rgb_image(rgba, QImage.Format.Format_RGBA8888)
 
 
@@ -121,7 +149,9 @@ class PixelCanvas(QWidget):
         self._grid_visible = False
         self._read_only = False
         self._cursor_cell: tuple[int, int] | None = None
-        self._overlay: np.ndarray | None = None
+        self._heatmap: np.ndarray | None = None  # (H, W) nats, NaN where there is none
+        self._heatmap_scale = 1.0  # nats at the top of the colour scale
+        self._heatmap_marks: tuple[tuple[float, str], ...] = ()  # (nats, name) on the scale
         self._hover_cell: tuple[int, int] | None = None
         self._stroke: _Stroke | None = None
         self.setMouseTracking(True)  # hover feedback without a button held
@@ -152,8 +182,24 @@ class PixelCanvas(QWidget):
         if levels_changed or channels_changed:
             self._pen_colour = self._white()
         if shape_changed:
-            self._overlay = None
+            self._heatmap = None
             self._cursor_cell = None
+        self._contents_changed()
+
+    def convert_drawing(self, drawing: Drawing, convert) -> None:
+        """Show `drawing`, the same picture at another model's levels or channels, keeping
+        the history: every step is converted with `convert` (a function of a snapshot)."""
+        stack = self.undo_stack
+        steps = [stack.command(i) for i in range(stack.count())]
+        if not all(isinstance(step, DrawingEdit) for step in steps):
+            self.set_drawing(drawing)  # a step that cannot be converted: start afresh
+            return
+        for step in steps:
+            step.move_to(drawing, convert)
+        self._stroke = None
+        self._drawing = drawing
+        self._pen_value = drawing.levels - 1
+        self._pen_colour = self._white()
         self._contents_changed()
 
     def set_contents(self, values, known, text: str) -> None:
@@ -161,7 +207,7 @@ class PixelCanvas(QWidget):
         self._commit_pending_stroke()
         before = self._drawing.snapshot()
         self._drawing.restore((values, known))
-        self._push_if_changed(before, text)
+        self.push_edit(before, text)
 
     # Tool settings
 
@@ -255,15 +301,54 @@ class PixelCanvas(QWidget):
         self._cursor_cell = None
         self.update()
 
-    def set_overlay(self, overlay: np.ndarray | None) -> None:
-        """A (H, W) map of values in [0, 1] shown as translucent red, or None for none."""
-        if overlay is not None:
-            overlay = np.asarray(overlay, float)
-            if overlay.shape != self._drawing.known.shape:
-                raise ValueError(f"Overlay of shape {overlay.shape} does not fit a "
+    def set_heatmap(self, nats: np.ndarray | None, scale: float = 1.0,
+                    marks: tuple[tuple[float, str], ...] = ()) -> None:
+        """Shade each pixel by a value in nats ((H, W); NaN: none, as for unknown pixels) on
+        a colour scale from 0 to `scale`, with a legend under the image that names the scale,
+        places `marks` ((nats, name) pairs) on it and reads out the value under the mouse.
+        None hides it."""
+        if nats is not None:
+            nats = np.asarray(nats, float)
+            if nats.shape != self._drawing.known.shape:
+                raise ValueError(f"A heatmap of shape {nats.shape} does not fit a "
                                  f"{self._drawing.height}x{self._drawing.width} drawing.")
-        self._overlay = overlay
+            if not scale > 0:
+                raise ValueError(f"The heatmap's scale must be above 0 nats, not {scale}.")
+        self._heatmap, self._heatmap_scale, self._heatmap_marks = nats, float(scale), marks
         self.update()
+
+    @property
+    def heatmap(self) -> np.ndarray | None:
+        return self._heatmap
+
+    def heatmap_readout(self) -> str:
+        """What the legend says about the pixel under the mouse."""
+        if self._heatmap is None:
+            return ""
+        if self._hover_cell is None or not self._inside(self._hover_cell):
+            return "Point at a pixel to read its surprise."
+        row, col = self._hover_cell
+        nats = self._heatmap[row, col]
+        if not np.isfinite(nats):
+            return f"({row}, {col}): unknown, nothing to measure"
+        return f"({row}, {col}): {nats:.2f} nats (p = {np.exp(-nats):.3g})"
+
+    def legend_ticks(self) -> list[tuple[float, str]]:
+        """The labelled positions of the legend's colour scale, (nats, text), left to right."""
+        scale = self._heatmap_scale
+        ticks = [(0.0, "0"), *((v, f"{v:.2f} {name}") for v, name in self._heatmap_marks
+                               if 0 < v < scale), (scale, f"≥ {scale:.2f} nats")]
+        return sorted(ticks)
+
+    def legend_rect(self) -> QRectF:
+        """Where the heatmap's legend is drawn (empty without a heatmap)."""
+        if self._heatmap is None:
+            return QRectF()
+        height = self._legend_height()
+        return QRectF(0, self.height() - height, self.width(), height)
+
+    def _legend_height(self) -> int:
+        return 0 if self._heatmap is None else 3 * self.fontMetrics().height() + 16
 
     # Whole-drawing actions, one undo step each
 
@@ -296,16 +381,17 @@ class PixelCanvas(QWidget):
         self._commit_pending_stroke()
         before = self._drawing.snapshot()
         change(*args)
-        self._push_if_changed(before, text)
+        self.push_edit(before, text)
 
     # Geometry
 
     def _layout(self) -> tuple[int, float, float]:
         """The cell size (whole device-independent pixels, for crisp edges) and the top-left
-        corner of the centred image."""
+        corner of the image, centred above the heatmap's legend when there is one."""
         rows, cols = self._drawing.known.shape
-        cell = max(1, min(self.width() // cols, self.height() // rows))
-        return cell, (self.width() - cols * cell) // 2, (self.height() - rows * cell) // 2
+        height = max(rows, self.height() - self._legend_height())
+        cell = max(1, min(self.width() // cols, height // rows))
+        return cell, (self.width() - cols * cell) // 2, (height - rows * cell) // 2
 
     def _image_rect(self) -> QRectF:
         cell, left, top = self._layout()
@@ -349,9 +435,10 @@ class PixelCanvas(QWidget):
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, False)
         painter.fillRect(self.rect(), BACKGROUND)
         target = self._image_rect()
-        painter.drawImage(target, drawing_image(self._drawing))
-        if self._overlay is not None:
-            painter.drawImage(target, overlay_image(self._overlay))
+        painter.drawImage(target, drawing_image(self._drawing, greyed=self._heatmap is not None))
+        if self._heatmap is not None:
+            painter.drawImage(target, heatmap_image(self._heatmap, self._heatmap_scale))
+            self._paint_legend(painter)
         if self._grid_visible:
             self._paint_grid(painter)
         preview = self._preview_rect()
@@ -364,6 +451,50 @@ class PixelCanvas(QWidget):
             painter.setBrush(Qt.BrushStyle.NoBrush)
             painter.drawRect(self.cell_rect(*self._cursor_cell).adjusted(1, 1, -1, -1))
         painter.end()
+
+    def _paint_legend(self, painter: QPainter) -> None:
+        """Under the image: what the colours mean, the scale itself with its ticks, and the
+        value of the pixel under the mouse (marked on the scale)."""
+        area = self.legend_rect().adjusted(8, 4, -8, -4)
+        line = self.fontMetrics().height()
+        painter.setPen(LEGEND_TEXT)
+        painter.drawText(QRectF(area.left(), area.top(), area.width(), line),
+                         Qt.AlignmentFlag.AlignLeft, "Surprise −log p, nats per pixel")
+        painter.drawText(QRectF(area.left(), area.top(), area.width(), line),
+                         Qt.AlignmentFlag.AlignRight, self.heatmap_readout())
+        bar = self._legend_bar()
+        strengths = np.linspace(0.0, 1.0, max(2, int(bar.width())))
+        colours = heatmap_colours(strengths)[None]  # one row, stretched to the bar's height
+        painter.drawImage(bar, _rgb_image(np.ascontiguousarray(colours),
+                                          QImage.Format.Format_RGB888))
+        for nats, text in self.legend_ticks():
+            x = self._legend_x(nats)
+            painter.drawLine(QPointF(x, bar.bottom()), QPointF(x, bar.bottom() + 3))
+            width = self.fontMetrics().horizontalAdvance(text) + 2
+            left = min(max(x - width / 2, area.left()), area.right() - width)
+            painter.drawText(QRectF(left, bar.bottom() + 3, width, line),
+                             Qt.AlignmentFlag.AlignCenter, text)
+        hovered = self._hovered_nats()
+        if hovered is not None:  # a marker on the scale at the hovered pixel's value
+            x = self._legend_x(min(hovered, self._heatmap_scale))
+            painter.setPen(QPen(QColor("white"), 2))
+            painter.drawLine(QPointF(x, bar.top() - 2), QPointF(x, bar.bottom() + 2))
+
+    def _legend_bar(self) -> QRectF:
+        area = self.legend_rect().adjusted(8, 4, -8, -4)
+        line = self.fontMetrics().height()
+        return QRectF(area.left(), area.top() + line + 3, area.width(), line - 2)
+
+    def _legend_x(self, nats: float) -> float:
+        bar = self._legend_bar()
+        return bar.left() + bar.width() * min(1.0, max(0.0, nats / self._heatmap_scale))
+
+    def _hovered_nats(self) -> float | None:
+        if self._heatmap is None or self._hover_cell is None or not self._inside(
+                self._hover_cell):
+            return None
+        nats = float(self._heatmap[self._hover_cell])
+        return nats if np.isfinite(nats) else None
 
     def _paint_grid(self, painter: QPainter) -> None:
         cell, left, top = self._layout()
@@ -452,7 +583,7 @@ class PixelCanvas(QWidget):
                 before = self._drawing.snapshot()
                 rows, cols = self._drawing.known.shape
                 self._set_cells((cell[0], 0), (rows - 1, cols - 1), False, 0)
-                self._push_if_changed(before, "Erase below")
+                self.push_edit(before, "Erase below")
             return
         self._stroke = _Stroke(button, action, self._drawing.snapshot(), cell, cell)
         if action == "rect_erase":
@@ -484,9 +615,9 @@ class PixelCanvas(QWidget):
         stroke, self._stroke = self._stroke, None
         if stroke.action == "rect_erase":
             self._set_cells(stroke.start, stroke.last, False, 0)
-            self._push_if_changed(stroke.before, "Erase rectangle")
+            self.push_edit(stroke.before, "Erase rectangle")
         else:
-            self._push_if_changed(stroke.before, "Draw" if stroke.action == "pen" else "Erase")
+            self.push_edit(stroke.before, "Draw" if stroke.action == "pen" else "Erase")
         self.update()
 
     def _commit_pending_stroke(self) -> None:
@@ -507,7 +638,9 @@ class PixelCanvas(QWidget):
         # stroke: it restored a whole snapshot, the stroke's pixels included. Drop the stroke.
         self._stroke = None
 
-    def _push_if_changed(self, before: Snapshot, text: str) -> None:
+    def push_edit(self, before: Snapshot, text: str) -> None:
+        """Make the change from `before` to the drawing as it is now one undo step (none
+        when nothing changed). Its undo and redo, like every edit's, emit `edited`."""
         if self._drawing.same_as(before):
             return
         edit = DrawingEdit(self._drawing, before, self._drawing.snapshot(), text,

@@ -11,7 +11,25 @@ from collections.abc import Callable
 import numpy as np
 from PySide6.QtGui import QUndoCommand
 
+from model.images import brightness, display_values, quantize
+
 Snapshot = tuple[np.ndarray, np.ndarray]  # (values, known), both copies
+
+
+def convert_snapshot(snapshot: Snapshot, from_levels: int, channels: int,
+                     levels: int) -> Snapshot:
+    """A picture at other levels or channels: each pixel as it is shown now, quantized to
+    `levels` as an opened picture is (grey to colour repeats the grey, colour to grey takes
+    the brightness); unknown pixels stay unknown (and 0)."""
+    values, known = snapshot
+    shown = display_values(from_levels)[values].transpose(1, 2, 0) / 255
+    if channels == 1:
+        shown = brightness(shown)[..., None]
+    elif shown.shape[2] == 1:
+        shown = np.repeat(shown, 3, axis=2)
+    converted = quantize(shown, levels).transpose(2, 0, 1)
+    converted[:, ~known] = 0
+    return np.ascontiguousarray(converted), known.copy()
 
 
 class Drawing:
@@ -59,6 +77,14 @@ class Drawing:
 
     def copy(self) -> Drawing:
         return Drawing.from_arrays(self.values, self.known, self.levels)
+
+    def converted(self, channels: int, height: int, width: int, levels: int) -> Drawing | None:
+        """This picture for another model (see `convert_snapshot`); None for another size: a
+        few pixels resampled to another grid keep nothing of the drawing worth keeping."""
+        if (height, width) != (self.height, self.width):
+            return None
+        values, known = convert_snapshot(self.snapshot(), self.levels, channels, levels)
+        return Drawing.from_arrays(values, known, levels)
 
     def snapshot(self) -> Snapshot:
         return self.values.copy(), self.known.copy()
@@ -114,6 +140,12 @@ class DrawingEdit(QUndoCommand):
         self._before = before
         self._after = after
         self._on_change = on_change
+
+    def move_to(self, drawing: Drawing, convert: Callable[[Snapshot], Snapshot]) -> None:
+        """Make this a step of `drawing`, the same picture at another model's levels or
+        channels, its before and after converted alike: the history outlives the change."""
+        self._drawing = drawing
+        self._before, self._after = convert(self._before), convert(self._after)
 
     def redo(self) -> None:
         self._apply(self._after)

@@ -639,7 +639,7 @@ class MainWindow(QMainWindow):
     @Slot()
     def refresh_surprise(self) -> None:
         if not self.surprise_action.isChecked() or self.model is None:
-            self.canvas.set_overlay(None)
+            self.canvas.set_heatmap(None)
             return
         from model.distributions import pixel_surprise
 
@@ -647,8 +647,11 @@ class MainWindow(QMainWindow):
         label = self.options.class_label
         # Under Auto, the surprise of the model without a class: p(x), not p(x | a guess).
         nats = pixel_surprise(self.model, drawing.values, None if label == "auto" else label)
-        nats = np.where(drawing.known, nats, 0.0)
-        self.canvas.set_overlay(np.clip(nats / max(1e-6, np.log(drawing.levels) * 2), 0, 1))
+        # A uniform guess over the levels costs ln(levels) nats a channel: the middle of the
+        # scale, so that what the model finds likelier than chance is on the cool half.
+        chance = drawing.channels * float(np.log(drawing.levels))
+        self.canvas.set_heatmap(np.where(drawing.known, nats, np.nan), scale=2 * chance,
+                                marks=((chance, "chance"),))
 
     @Slot()
     def show_how_it_works(self) -> None:

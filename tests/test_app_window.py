@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import QApplication, QMessageBox
 
 import gui.main_window as main_window_module
 import model as model_package
@@ -18,19 +18,69 @@ import model.rerank as rerank_module
 from conftest import FailingGPU, cuda_out_of_memory, tiny_model
 from gui.main_window import MainWindow
 from main import parse_arguments
-from model import complete, kernels, save_model
+from model import complete, save_model
+from model.fast import kernels
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def bundle(tmp_path, monkeypatch, **models) -> Path:
+    """Save `models` (name=model) in tmp_path as if they were the bundled ones."""
+    monkeypatch.setattr(main_window_module, "bundled_models", lambda: sorted(models))
+    for name, model in models.items():
+        save_model(model, tmp_path / name, data_mode="threshold")
+    monkeypatch.setattr(main_window_module, "resolve_model",
+                        lambda name: tmp_path / f"{name}.safetensors" if name in models
+                        else Path(name))
+    return tmp_path
+
+
+def answer(qtbot, choice: str, tries: int = 500) -> list[list[str]]:
+    """Click `choice` in the next question box that opens (within `tries` x 10 ms); the
+    list returned fills with the choices each box offered (its buttons, without "&")."""
+    offered = []
+
+    def click(tries_left=tries):
+        box = QApplication.activeModalWidget()
+        if not isinstance(box, QMessageBox):
+            if tries_left:
+                QTimer.singleShot(10, lambda: click(tries_left - 1))
+            return
+        buttons = {button.text().replace("&", ""): button for button in box.buttons()}
+        offered.append(list(buttons))
+        buttons.get(choice, box.escapeButton() or box.buttons()[-1]).click()
+
+    QTimer.singleShot(0, click)
+    return offered
+
+
+def models():
+    """Three tiny models as bundled: black and white, 16 greys of the same size, and colour
+    of another size."""
+    return dict(ink=tiny_model(height=8, width=8, num_classes=3),
+                gray=tiny_model(distribution="categorical", levels=16, height=8, width=8),
+                rgb=tiny_model(channels=3, distribution="categorical", levels=8, height=6,
+                               width=6))
+
+
+def choose_model(window, name):
+    """As the user does it: the Options dock's model box."""
+    box = window.options.model_box
+    box.setCurrentIndex(box.findText(name))
+    box.activated.emit(box.currentIndex())
+
+
+def bundled_window(tmp_path, monkeypatch, name="ink") -> MainWindow:
+    """A shown window on one of models(), all of them saved as if bundled."""
+    bundle(tmp_path, monkeypatch, **models())
+    window = MainWindow(name)
+    window.show()
+    return window
+
+
 @pytest.fixture
 def window(qtbot, tmp_path, monkeypatch):
-    monkeypatch.setattr(main_window_module, "bundled_models", lambda: ["tiny"])
-    model = tiny_model(height=8, width=8, num_classes=3)
-    save_model(model, tmp_path / "tiny", data_mode="threshold")
-    monkeypatch.setattr(main_window_module, "resolve_model",
-                        lambda name: tmp_path / f"{name}.safetensors" if name == "tiny"
-                        else Path(name))
+    bundle(tmp_path, monkeypatch, tiny=tiny_model(height=8, width=8, num_classes=3))
     w = MainWindow("tiny")
     w.show()
     yield w
@@ -190,13 +240,7 @@ def test_command_line_options():
 @pytest.fixture
 def tiny_files(tmp_path, monkeypatch):
     """A tiny model saved as if bundled (8x8, 3 classes); yields its directory."""
-    monkeypatch.setattr(main_window_module, "bundled_models", lambda: ["tiny"])
-    save_model(tiny_model(height=8, width=8, num_classes=3), tmp_path / "tiny",
-               data_mode="threshold")
-    monkeypatch.setattr(main_window_module, "resolve_model",
-                        lambda name: tmp_path / f"{name}.safetensors" if name == "tiny"
-                        else Path(name))
-    return tmp_path
+    return bundle(tmp_path, monkeypatch, tiny=tiny_model(height=8, width=8, num_classes=3))
 
 
 def close(window):

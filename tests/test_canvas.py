@@ -6,7 +6,14 @@ from PySide6.QtCore import QEvent, QPointF, Qt
 from PySide6.QtGui import QColor, QMouseEvent, QUndoStack
 from PySide6.QtWidgets import QApplication
 
-from gui.canvas import DEFAULT_BRUSH_SIZE, UNKNOWN_TONES, PixelCanvas, drawing_image, line_cells
+from gui.canvas import (
+    DEFAULT_BRUSH_SIZE,
+    UNKNOWN_TONES,
+    PixelCanvas,
+    drawing_image,
+    heatmap_colours,
+    line_cells,
+)
 from gui.document import Drawing, DrawingEdit
 
 LEFT, RIGHT = Qt.MouseButton.LeftButton, Qt.MouseButton.RightButton
@@ -102,6 +109,19 @@ def test_drawing_edit_undoes_and_redoes_and_its_first_redo_changes_nothing():
 
 
 # Geometry
+
+
+def test_a_drawing_converts_to_another_models_levels_and_channels():
+    drawing = Drawing(1, 2, 3, 2)
+    drawing.values[0, 0] = [0, 1, 1]
+    drawing.known[1, 2] = False
+    grey = drawing.converted(1, 2, 3, 16)
+    assert grey.levels == 16 and grey.values[0].tolist() == [[0, 15, 15], [0, 0, 0]]
+    assert np.array_equal(grey.known, drawing.known)  # unknown stays unknown
+    colour = grey.converted(3, 2, 3, 8)
+    assert colour.values[:, 0, 1].tolist() == [7, 7, 7]  # grey to colour repeats the grey
+    assert np.array_equal(colour.converted(1, 2, 3, 2).values, drawing.values)
+    assert drawing.converted(1, 4, 4, 16) is None  # another size: nothing sensible to keep
 
 
 def test_cells_are_whole_squares_centred_in_the_widget(canvas):
@@ -292,19 +312,68 @@ def test_a_grab_shows_ink_background_and_a_two_tone_checkerboard(canvas, qtbot):
     assert tones == {tuple(tone) for tone in UNKNOWN_TONES.tolist()}
 
 
-def test_cursor_and_overlay_are_painted(canvas):
+def test_cursor_and_heatmap_are_painted(canvas):
     canvas.set_cursor_position(2, 2)
-    overlay = np.zeros((ROWS, COLS))
-    overlay[3, 3] = 1.0
-    canvas.set_overlay(overlay)
+    nats = np.zeros((ROWS, COLS))
+    nats[3, 3] = 2.0
+    canvas.set_heatmap(nats, scale=2.0)
     pixmap = canvas.grab()
     image, ratio = pixmap.toImage(), pixmap.devicePixelRatio()
-    edge = canvas.cell_rect(2, 2).topLeft() + QPointF(1.5, 20)
+    edge = canvas.cell_rect(2, 2).topLeft() + QPointF(1.5, 10)
     assert colour_at(image, edge, ratio).blue() > 200  # the cursor's outline
-    red = colour_at(image, canvas.cell_rect(3, 3).center(), ratio)
-    assert red.red() > 100 and red.green() == red.blue() == 0  # red over black
+    hot = colour_at(image, canvas.cell_rect(3, 3).center(), ratio)
+    cold = colour_at(image, canvas.cell_rect(4, 4).center(), ratio)
+    assert hot.red() > 150 and hot.green() > 150 and hot.blue() < 60  # the top: yellow
+    assert cold.blue() > cold.red() > cold.green()  # the bottom of the scale: violet
     with pytest.raises(ValueError):
-        canvas.set_overlay(np.zeros((2, 2)))
+        canvas.set_heatmap(np.zeros((2, 2)))
+
+
+def test_the_heatmap_colours_come_from_its_scale_not_from_the_picture(qtbot):
+    """A translucent red layer could not be told from an emoji's own reds: the picture goes
+    grey under the heatmap, so equal surprise looks the same on red and on green."""
+    canvas = PixelCanvas(QUndoStack(), Drawing(3, 1, 3, 8))
+    qtbot.addWidget(canvas)
+    canvas.resize(300, 200)
+    canvas.drawing.values[:, 0, 0] = [7, 1, 1]  # red
+    canvas.drawing.values[:, 0, 1] = [1, 6, 1]  # green
+    canvas.drawing.known[0, 2] = False
+    canvas.set_heatmap(np.array([[1.0, 1.0, np.nan]]), scale=2.0)
+    pixmap = canvas.grab()
+    image, ratio = pixmap.toImage(), pixmap.devicePixelRatio()
+    on_red, on_green = (colour_at(image, canvas.cell_rect(0, col).center(), ratio)
+                        for col in (0, 1))
+    assert max(abs(a - b) for a, b in zip(on_red.getRgb(), on_green.getRgb(),
+                                          strict=True)) <= 8
+    middle = heatmap_colours(np.array(0.5)).tolist()  # teal
+    assert on_red.green() > on_red.red() and abs(on_red.blue() - middle[2]) < 50
+    # An unknown pixel has no surprise: its checkerboard shows, uncoloured.
+    unknown = canvas.cell_rect(0, 2)
+    tone = colour_at(image, unknown.topLeft() + QPointF(1, 1) * unknown.width() / 4, ratio)
+    assert tone.getRgb()[:3] in {tuple(t) for t in UNKNOWN_TONES.tolist()}
+
+
+def hover(canvas, cell):
+    no_button = Qt.MouseButton.NoButton
+    send_mouse(canvas, QEvent.Type.MouseMove, cell, no_button, no_button,
+               Qt.KeyboardModifier.NoModifier)
+
+
+def test_the_heatmap_legend_names_its_scale_and_reads_out_the_pixel_under_the_mouse(canvas):
+    nats = np.linspace(0, 3, ROWS * COLS).reshape(ROWS, COLS)
+    nats[5, 7] = np.nan
+    canvas.set_heatmap(nats, scale=2.0, marks=((1.0, "chance"),))
+    legend = canvas.legend_rect()
+    assert not legend.isEmpty() and legend.top() >= canvas.cell_rect(ROWS - 1, 0).bottom()
+    assert canvas.legend_ticks() == [(0.0, "0"), (1.0, "1.00 chance"), (2.0, "≥ 2.00 nats")]
+    assert canvas.heatmap_readout() == "Point at a pixel to read its surprise."
+    hover(canvas, (1, 2))
+    assert canvas.heatmap_readout() == f"(1, 2): {nats[1, 2]:.2f} nats (p = " \
+        f"{np.exp(-nats[1, 2]):.3g})"
+    hover(canvas, (5, 7))
+    assert canvas.heatmap_readout() == "(5, 7): unknown, nothing to measure"
+    canvas.set_heatmap(None)
+    assert canvas.legend_rect().isEmpty()
 
 
 def test_colour_drawings_map_levels_to_rgb():
