@@ -6,7 +6,10 @@ import gc
 import sys
 import threading
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PySide6.QtCore import QObject, QSettings, Qt, QTimer, Signal, Slot
@@ -29,7 +32,7 @@ from model.card import ModelFileError, read_card
 from model.registry import DEFAULT_MODEL, bundled_models, resolve_model, sample_picture
 
 from .canvas import PixelCanvas
-from .document import Drawing, DrawingEdit
+from .document import Drawing, Snapshot, convert_snapshot
 from .gallery import CandidateGallery
 from .image_io import IMAGE_SUFFIXES, ImageFileError, load_image, save_gif, save_png
 from .insight import DistributionView
@@ -39,6 +42,10 @@ from .palette import ColourPen
 from .worker import CompletionRunner
 
 IMAGE_FILTER = f"Images ({' '.join('*' + suffix for suffix in IMAGE_SUFFIXES)})"
+STOP_WAIT_MS = 5000  # the longest an edit waits for a running completion to stop
+STANDARD_BUTTONS = {"Save": QMessageBox.StandardButton.Save,
+                    "Discard": QMessageBox.StandardButton.Discard,
+                    "Cancel": QMessageBox.StandardButton.Cancel}
 
 
 class ModelLoader(QObject):
@@ -131,6 +138,18 @@ def redo_shortcuts() -> list[QKeySequence]:
     return keys if extra in keys else [*keys, extra]
 
 
+class Picture(NamedTuple):
+    """What the canvas is to show with a model: the drawing, whether it holds unsaved work
+    that its history cannot show, the file it belongs to, and (for the drawing converted to
+    the model's levels) how to convert the history's steps alike; without it the history
+    starts afresh."""
+
+    drawing: Drawing
+    modified: bool
+    file_path: Path | None
+    convert: Callable[[Snapshot], Snapshot] | None = None
+
+
 class MainWindow(QMainWindow):
     def __init__(self, model_name: str | None = None, *, load_in_background: bool = False):
         """`load_in_background`: lay out the canvas from the model's card at once and load
@@ -142,24 +161,30 @@ class MainWindow(QMainWindow):
         self.model = None
         self.model_name = ""
         self.file_path: Path | None = None
+        # Unsaved work the undo history cannot show: a picture kept, converted, across a
+        # change of model (which starts a new history).
+        self.modified_outside_history = False
         self.undo_stack = QUndoStack(self)
         self.runner = CompletionRunner(self)
         self.before_completion = None  # the drawing before Complete: what undo returns to
         self.completion_start = None  # the drawing the completion samples from
         self.completion_frames: list[np.ndarray] = []
-        self.last_frames: list[np.ndarray] = []
+        self.last_frames: list[np.ndarray] = []  # of the last completion, for GIF export
+        # The last completion's candidates (N, C, H, W), their known pixels and classes.
         self.candidate_images: np.ndarray | None = None
+        self.candidate_known: np.ndarray | None = None
+        self.candidate_classes: tuple = ()
         self.completion_finished_callbacks = []
         self.loader = ModelLoader(self)
         self.run_candidates = 1  # of the current or last completion
         self.chosen_candidate: int | None = None  # the one hole-aware completion kept
         self.complete_when_loaded = False
+        self._keep_run_display = False  # True while a completion's own undo step is pushed
 
         self.canvas = PixelCanvas(self.undo_stack)
         self.setCentralWidget(self.canvas)
         self.options = OptionsPanel(bundled_models())
         self.gallery = CandidateGallery()
-        self.gallery.hide()
         self.insight = DistributionView()
         self.looks_like = ClassPosteriorView()
         self.posterior_watcher = ClassPosteriorWatcher(self)
@@ -196,16 +221,15 @@ class MainWindow(QMainWindow):
         self.open_model_action = self._action("Open &model…", self.open_model_dialog, None,
                                               "Load a .safetensors model with its .json card")
         self.quit_action = self._action("&Quit", self.close, K.Quit, "Leave PixelCNN Studio")
-        self.undo_action = self.undo_stack.createUndoAction(self, "&Undo")
-        self.undo_action.setShortcut(QKeySequence(K.Undo))
-        self.redo_action = self.undo_stack.createRedoAction(self, "&Redo")
-        self.redo_action.setShortcuts(redo_shortcuts())
+        self._create_history_actions()
         self.paste_action = self._action("&Paste image", self.paste_image, K.Paste,
                                          "Paste an image from the clipboard")
-        self.clear_action = self._action("C&lear", self.canvas.clear, None, "Empty canvas")
-        self.invert_action = self._action("&Invert", self.canvas.invert, "Ctrl+I",
-                                          "Swap ink and background")
-        self.erase_all_action = self._action("Erase &everything", self.canvas.erase_all, None,
+        self.clear_action = self._action("C&lear", lambda: self._edit(self.canvas.clear), None,
+                                         "Empty canvas")
+        self.invert_action = self._action("&Invert", lambda: self._edit(self.canvas.invert),
+                                          "Ctrl+I", "Swap ink and background")
+        self.erase_all_action = self._action("Erase &everything",
+                                             lambda: self._edit(self.canvas.erase_all), None,
                                              "Mark every pixel unknown")
         self.grid_action = self._action("Show &grid", self.canvas.set_grid_visible, "Ctrl+G",
                                         "Draw the pixel grid", checkable=True)
@@ -230,6 +254,38 @@ class MainWindow(QMainWindow):
             self.tool_group.addAction(action)
             self.tool_actions[name] = action
         self.tool_actions["pen"].setChecked(True)
+
+    def _create_history_actions(self) -> None:
+        """Undo and Redo that first stop a running completion (what it sampled becoming an
+        undo step of its own), so the history never moves under the sampler. The toolbar
+        shows them as plain "Undo" and "Redo" (the menu names the step), so its buttons keep
+        their width."""
+        self.undo_action = self._action("&Undo", self.undo, QKeySequence.StandardKey.Undo)
+        self.redo_action = self._action("&Redo", self.redo)
+        self.redo_action.setShortcuts(redo_shortcuts())
+        for action, verb in ((self.undo_action, "Undo"), (self.redo_action, "Redo")):
+            action.setIconText(verb)
+            action.setToolTip(verb)
+        stack = self.undo_stack
+        stack.undoTextChanged.connect(lambda text: self._name_step(self.undo_action, "Undo",
+                                                                   text))
+        stack.redoTextChanged.connect(lambda text: self._name_step(self.redo_action, "Redo",
+                                                                   text))
+        stack.canUndoChanged.connect(self._sync_history_actions)
+        stack.canRedoChanged.connect(self._sync_history_actions)
+        self._sync_history_actions()
+
+    @staticmethod
+    def _name_step(action: QAction, verb: str, step: str) -> None:
+        action.setText(f"&{verb} {step}" if step else f"&{verb}")
+        action.setToolTip(f"{verb} {step}" if step else verb)
+
+    @Slot()
+    def _sync_history_actions(self) -> None:
+        # While a completion runs, Undo stops it and undoes it: there is always a step then.
+        running = self.runner.is_running()
+        self.undo_action.setEnabled(running or self.undo_stack.canUndo())
+        self.redo_action.setEnabled(not running and self.undo_stack.canRedo())
 
     def _create_menus(self) -> None:
         menus = {
@@ -354,27 +410,36 @@ class MainWindow(QMainWindow):
     # -- model --------------------------------------------------------------------------
 
     def open_model(self, name_or_path: str, background: bool = False) -> bool:
-        """Switch to a model; False (after a dialog) if it cannot be read. In the
-        background, only its card is read here and the weights arrive later."""
+        """Switch to a model; False (after a dialog) if it cannot be read, or when the user
+        keeps the current one rather than lose unsaved work. In the background, only its
+        card is read here and the weights arrive later."""
         if not name_or_path:
             self.statusBar().showMessage("No bundled model found: open one from File.")
             self.complete_action.setEnabled(False)
             self.canvas.set_drawing(Drawing(1, 28, 28, 2))
             return False
-        if self.loader.pending:
+        if self.loader.pending or not self._stop_completion_now():
             return False
         name = Path(str(name_or_path)).stem
         try:
             path = resolve_model(name_or_path)
             card = read_card(path)
-            if not background:
-                from model.io import load_model
-
-                model = load_model(path)
         except (ModelFileError, OSError) as error:
             self._model_failed(str(error))
             return False
-        self._lay_out_for(card["config"], name)
+        picture = self._picture_for(card["config"], name)
+        if picture is None:
+            self._show_current_model_in_options()
+            return False
+        if not background:
+            try:
+                from model.io import load_model
+
+                model = load_model(path)
+            except (ModelFileError, OSError) as error:
+                self._model_failed(str(error))
+                return False
+        self._lay_out_for(card["config"], name, picture)
         if background:  # Complete stays enabled: pressed meanwhile, it waits for the weights
             self.complete_action.setEnabled(True)
             self.statusBar().showMessage(f"Loading model {name}…")
@@ -383,16 +448,78 @@ class MainWindow(QMainWindow):
             self._model_loaded(model, name, card)
         return True
 
-    def _lay_out_for(self, cfg, name: str) -> None:
-        """Canvas and options for a model's config (its weights may still be loading)."""
+    def _picture_for(self, cfg, name: str) -> Picture | None:
+        """What the canvas shows with a model of `cfg`: the drawing as it is when it fits
+        the model; else the drawing converted to the model's levels, history and all, where
+        the size allows, or an empty canvas. Unsaved work is never dropped unasked: the user
+        keeps it converted or discards it (or saves it, when it cannot be kept). None: the
+        user cancelled."""
         old = self.canvas.drawing
-        if old is None or (old.values.shape != (cfg.channels, cfg.height, cfg.width)
-                           or old.levels != cfg.levels):
-            self.canvas.set_drawing(Drawing(cfg.channels, cfg.height, cfg.width, cfg.levels))
-            self.undo_stack.clear()
+        if (old.values.shape == (cfg.channels, cfg.height, cfg.width)
+                and old.levels == cfg.levels):
+            return Picture(old, self.modified_outside_history, self.file_path)
+        empty = Picture(Drawing(cfg.channels, cfg.height, cfg.width, cfg.levels), False, None)
+        converted = old.converted(cfg.channels, cfg.height, cfg.width, cfg.levels)
+        convert = partial(convert_snapshot, from_levels=old.levels, channels=cfg.channels,
+                          levels=cfg.levels)
+        if old.is_blank():
+            return empty
+        kind = f"{cfg.levels} levels" + (" of colour" if cfg.channels == 3 else "")
+        if not self.is_modified():
+            if converted is None:
+                return empty  # it is saved; nothing of it could be kept in view anyway
+            # Kept in view; unsaved work only where converting lost something of the file's.
+            back = converted.converted(old.channels, old.height, old.width, old.levels)
+            return Picture(converted, not back.same_as(old.snapshot()), self.file_path,
+                           convert)
+        if converted is not None:
+            answer = self._ask(
+                "Keep the picture?",
+                f"{name} draws pictures in {kind}. Keep this drawing, converted to "
+                f"{kind} (its undo history too), or discard it?",
+                ["Keep the picture", "Discard", "Cancel"])
+            if answer == "Keep the picture":
+                return Picture(converted, self.modified_outside_history, self.file_path,
+                               convert)
+            return empty if answer == "Discard" else None
+        answer = self._ask(
+            "Save changes?",
+            f"{name} draws {cfg.height}x{cfg.width} pictures in {kind}: this "
+            f"{old.height}x{old.width} drawing cannot be kept. Save it first?",
+            ["Save", "Discard", "Cancel"])
+        if answer == "Save":
+            return empty if self.save() else None
+        return empty if answer == "Discard" else None
+
+    def _lay_out_for(self, cfg, name: str, picture: Picture | None = None) -> None:
+        """Canvas and options for a model's config (its weights may still be loading), with
+        `picture` on the canvas (by default the drawing, or an empty one if it cannot stay).
+        Whatever came of the last model's completions is forgotten."""
+        if picture is None:
+            old = self.canvas.drawing
+            fits = (old.values.shape == (cfg.channels, cfg.height, cfg.width)
+                    and old.levels == cfg.levels)
+            picture = (Picture(old, self.modified_outside_history, self.file_path) if fits
+                       else Picture(Drawing(cfg.channels, cfg.height, cfg.width, cfg.levels),
+                                    False, None))
+        if picture.convert is not None:
+            self.canvas.convert_drawing(picture.drawing, picture.convert)
+        elif picture.drawing is not self.canvas.drawing:
+            self.canvas.set_drawing(picture.drawing)  # a new history
+        self.modified_outside_history = picture.modified
+        self.file_path = picture.file_path
+        self.last_frames = []
+        self._forget_candidates()
+        self._reset_run_display()
         self.options.set_model(name, cfg.num_classes, cfg.levels)
         self._show_colour_pen(cfg)
         self.canvas.set_pen_value(self.options.pen_level)
+        self._update_title()
+
+    def _show_current_model_in_options(self) -> None:
+        if self.model is not None:
+            cfg = self.model.config
+            self.options.set_model(self.model_name, cfg.num_classes, cfg.levels)
 
     def _show_colour_pen(self, cfg) -> None:
         """A colour model draws with the colour pen (white to begin with), a grey one with
@@ -430,7 +557,11 @@ class MainWindow(QMainWindow):
         self.complete_when_loaded = False
         QMessageBox.critical(self, "Cannot open model", message)
         if self.model is not None:  # back to the model in use, as the options show it
-            self._lay_out_for(self.model.config, self.model_name)
+            cfg = self.model.config
+            if (self.canvas.drawing.values.shape != (cfg.channels, cfg.height, cfg.width)
+                    or self.canvas.drawing.levels != cfg.levels):
+                self._lay_out_for(cfg, self.model_name)  # laid out for the failed one
+            self._show_current_model_in_options()
             self.complete_action.setEnabled(True)
         else:
             self.statusBar().showMessage("No model loaded: choose or open one.")
@@ -448,9 +579,8 @@ class MainWindow(QMainWindow):
                                               "PixelCNN models (*.safetensors)")
         if path:
             self.open_model(path)
-        elif self.model is not None:
-            self.options.set_model(self.model_name, self.model.config.num_classes,
-                                   self.model.config.levels)
+        else:
+            self._show_current_model_in_options()
 
     @Slot()
     def _options_changed(self) -> None:
@@ -458,6 +588,35 @@ class MainWindow(QMainWindow):
         if self.runner.is_running():
             self.runner.set_speed(self.options.pixels_per_second)
         self.refresh_surprise()
+
+    # -- history ------------------------------------------------------------------------
+
+    @Slot()
+    def undo(self) -> None:
+        """Undo the last step; during a completion, stop it first and undo what it drew."""
+        if self._stop_completion_now():
+            self.undo_stack.undo()
+
+    @Slot()
+    def redo(self) -> None:
+        if self._stop_completion_now():
+            self.undo_stack.redo()
+
+    def _edit(self, change) -> None:
+        """A whole-picture edit from a menu or key: during a completion, once it has
+        stopped (the picture must not change under the sampler)."""
+        if self._stop_completion_now():
+            change()
+
+    def _stop_completion_now(self) -> bool:
+        """Stop a running completion and wait for it to end, so that what it sampled is an
+        undo step of its own before anything else changes the picture (and a completion
+        still waiting for the weights is called off). False if it would not stop in time."""
+        self.complete_when_loaded = False
+        if not self.runner.is_running() or self.runner.shutdown(STOP_WAIT_MS):
+            return True
+        self.statusBar().showMessage("The completion is still stopping; try again.", 4000)
+        return False
 
     # -- completion ---------------------------------------------------------------------
 
@@ -483,10 +642,9 @@ class MainWindow(QMainWindow):
         self.completion_start = drawing.snapshot()
         self.canvas.update()
         self.completion_frames = [drawing.values.copy()]
-        self.candidate_images = None
+        self._forget_candidates()
         # Hole-aware: N candidates in one batch, then the one that fits the whole picture.
         rerank = self.options.rerank_for(drawing.known)
-        self.chosen_candidate = None
         self.run_candidates = rerank[0] if rerank else self.options.candidates
         try:
             self.runner.start(
@@ -502,10 +660,13 @@ class MainWindow(QMainWindow):
             self.canvas.update()
             QMessageBox.critical(self, "Cannot complete", str(error))
             return
+        self._reset_run_display()
         self.canvas.set_read_only(True)
         self.complete_action.setEnabled(False)
         self.stop_action.setEnabled(True)
-        self.statusBar().showMessage("Completing…")
+        self._sync_history_actions()
+        self.progress_label.setText(self._progress_text())
+        self.statusBar().showMessage("Completing… Esc stops it, Ctrl+Z stops and undoes it.")
 
     @Slot()
     def stop(self) -> None:
@@ -526,14 +687,29 @@ class MainWindow(QMainWindow):
             self.insight.show_distribution(last.probs, last.value, last.row, last.col,
                                            last.channel, drawing.channels)
             self.completion_frames.append(drawing.values.copy())
-        if self.run_candidates > 1:
-            self.candidate_images = self.runner.images
-            self.gallery.show_candidates(self.candidate_images, drawing.levels,
-                                         classes=self.runner.class_labels)
-        rate = self.runner.measured_pixels_per_second
-        self.progress_label.setText(f"{self.runner.done}/{self.runner.total} · {rate:.0f} px/s")
+        if self.run_candidates > 1:  # they animate side by side; the canvas shows the first
+            self.gallery.show_candidates(self.runner.images, drawing.levels,
+                                         classes=self.runner.class_labels, on_canvas=0)
+        self.progress_label.setText(self._progress_text())
         self.device_label.setText(self.runner.device_name)
         self.canvas.update()
+
+    def _progress_text(self, finished: bool = False) -> str:
+        """Pixels, not samples (a colour pixel is three, each candidate's one more): during
+        the run with the recent speed, at its end with the time it took in all (an instant
+        run is over before any speed can be measured)."""
+        runner = self.runner
+        text = f"{runner.pixels_done}/{runner.pixels_total} px"
+        if self.run_candidates > 1:
+            text += f" × {self.run_candidates} candidates"
+        if finished:
+            seconds = runner.elapsed
+            text += f" in {seconds:.2f} s"
+            if seconds > 0 and runner.pixels_done:
+                text += f" ({runner.pixels_done / seconds:.0f} px/s)"
+        elif runner.measured_pixels_per_second > 0:
+            text += f" · {runner.measured_pixels_per_second:.0f} px/s"
+        return text
 
     @Slot(str)
     def _completion_fell_back(self, message: str) -> None:
@@ -544,9 +720,8 @@ class MainWindow(QMainWindow):
         drawing.restore(self.completion_start)
         self.completion_frames = [drawing.values.copy()]
         if self.run_candidates > 1:
-            self.candidate_images = self.runner.images
-            self.gallery.show_candidates(self.candidate_images, drawing.levels)
-        self.progress_label.setText(f"0/{self.runner.total}")
+            self.gallery.show_candidates(self.runner.images, drawing.levels, on_canvas=0)
+        self.progress_label.setText(self._progress_text())
         self.device_label.setText(self.runner.device_name)
         self.statusBar().showMessage(message)
         self.canvas.update()
@@ -564,12 +739,13 @@ class MainWindow(QMainWindow):
         message = ("Stopped; what was sampled is kept (Ctrl+Z undoes it)." if stopped
                    else f"Completed{as_class}.")
         if images is not None and len(images):
-            self.candidate_images = images
             chosen = 0 if ranked is None else ranked.index
-            sampled = self._sampled_mask(images[chosen])
             drawing.values[:] = images[chosen]
             # Not |=: a pixel whose R or G was shown but whose B was not drawn stays unknown.
-            drawing.known[:] = self.completion_start[1] | sampled
+            drawing.known[:] = self.completion_start[1] | self._sampled_mask()
+            if self.run_candidates > 1:
+                self.candidate_images, self.candidate_known = images, drawing.known.copy()
+                self.candidate_classes = classes
             if ranked is not None:
                 self.chosen_candidate = chosen
                 how = "the most likely" if ranked.method == "best" else "resampled"
@@ -580,21 +756,23 @@ class MainWindow(QMainWindow):
                            f"{ranked.image_loglik[chosen]:.1f} nats).")
         if self.runner.fallback_reason is not None:
             message += f" On the CPU: {self.runner.fallback_reason}."
-        after = drawing.snapshot()
-        self.undo_stack.push(DrawingEdit(drawing, self.before_completion, after,
-                                         "Stopped completion" if stopped else "Completion",
-                                         self.canvas.update))
         self.last_frames = self.completion_frames + [drawing.values.copy()]
+        self._keep_run_display = True  # its own step: what the run showed stays in view
+        try:
+            self.canvas.push_edit(self.before_completion,
+                                  "Stopped completion" if stopped else "Completion")
+        finally:
+            self._keep_run_display = False
         self.before_completion = self.completion_start = None
         self._end_completion(message)
+        self.progress_label.setText(self._progress_text(finished=True))
         for callback in self.completion_finished_callbacks:
             callback()
 
-    def _sampled_mask(self, image: np.ndarray) -> np.ndarray:
+    def _sampled_mask(self) -> np.ndarray:
         """Pixels the completion wrote: unknown before, and reached in raster order."""
         before_known = self.completion_start[1]
-        done_pixels = self.runner.done // max(1, self.run_candidates * image.shape[0])
-        unknown = np.flatnonzero(~before_known.ravel())[:done_pixels]
+        unknown = np.flatnonzero(~before_known.ravel())[:self.runner.pixels_done]
         mask = np.zeros(before_known.size, bool)
         mask[unknown] = True
         return mask.reshape(before_known.shape)
@@ -606,6 +784,7 @@ class MainWindow(QMainWindow):
         self.canvas.drawing.restore(self.before_completion)
         self.before_completion = self.completion_start = None
         self._end_completion("Completion failed.")
+        self._reset_run_display()
         QMessageBox.critical(self, "Completion failed", message)
         for callback in self.completion_finished_callbacks:
             callback()
@@ -615,24 +794,59 @@ class MainWindow(QMainWindow):
         self.canvas.clear_cursor_position()
         self.complete_action.setEnabled(True)
         self.stop_action.setEnabled(False)
-        self.gallery.show_candidates(self.candidate_images if self.run_candidates > 1
-                                     else None, self.canvas.drawing.levels,
-                                     chosen=self.chosen_candidate,
-                                     classes=self.runner.class_labels)
+        self._sync_history_actions()
+        self._sync_candidates()
         self.statusBar().showMessage(message, 6000)
         self.canvas.update()
         self.refresh_surprise()
 
+    # -- candidates ---------------------------------------------------------------------
+
     @Slot(int)
     def adopt_candidate(self, k: int) -> None:
-        if self.candidate_images is None or self.runner.is_running():
+        """Put candidate k on the canvas, while it shows one of them (else the strip is
+        empty: the candidates belong to a picture that has moved on)."""
+        images = self.candidate_images
+        if (images is None or self.runner.is_running() or not 0 <= k < len(images)
+                or self.candidate_on_canvas() is None):
             return
         drawing = self.canvas.drawing
         before = drawing.snapshot()
-        drawing.values[:] = self.candidate_images[k]
-        self.undo_stack.push(DrawingEdit(drawing, before, drawing.snapshot(),
-                                         f"Adopt candidate {k + 1}", self.canvas.update))
-        self.canvas.update()
+        drawing.restore((images[k], self.candidate_known))
+        self.canvas.push_edit(before, f"Adopt candidate {k + 1}")
+
+    def candidate_on_canvas(self) -> int | None:
+        """The candidate the canvas shows (the first, when several are alike), or None."""
+        images, drawing = self.candidate_images, self.canvas.drawing
+        if images is None or not np.array_equal(self.candidate_known, drawing.known):
+            return None
+        matches = np.flatnonzero((images == drawing.values[None]).all(axis=(1, 2, 3)))
+        return int(matches[0]) if len(matches) else None
+
+    def _sync_candidates(self) -> None:
+        """The strip holds the candidates while the canvas shows one of them (framed), and
+        nothing once the picture is anything else: an edit, an undo past the completion."""
+        if self.runner.is_running():
+            return
+        k = self.candidate_on_canvas()
+        if k is None:
+            self.gallery.clear()
+        else:
+            self.gallery.show_candidates(self.candidate_images, self.canvas.drawing.levels,
+                                         chosen=self.chosen_candidate,
+                                         classes=self.candidate_classes, on_canvas=k)
+
+    def _forget_candidates(self) -> None:
+        self.candidate_images = self.candidate_known = None
+        self.candidate_classes = ()
+        self.chosen_candidate = None
+        self.gallery.clear()
+
+    def _reset_run_display(self) -> None:
+        """The status bar's count and the Insight panel describe a completion on the canvas;
+        once the picture has moved on (an edit, an undo, a new picture or model) they go."""
+        self.progress_label.clear()
+        self.insight.clear()
 
     # -- insight ------------------------------------------------------------------------
 
@@ -667,9 +881,13 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _drawing_edited(self) -> None:
+        """Every change of the picture (a stroke, an edit, an undo or redo, a new picture)."""
         self._update_title()
         self.refresh_surprise()
         self._watch_posterior()
+        self._sync_candidates()
+        if not self._keep_run_display:
+            self._reset_run_display()
 
     def _watch_posterior(self) -> None:
         """Have the "Looks like" panel follow the drawing: the pixels Complete would keep."""
@@ -678,29 +896,61 @@ class MainWindow(QMainWindow):
 
     # -- files --------------------------------------------------------------------------
 
+    def is_modified(self) -> bool:
+        """Whether the picture holds work that is not saved."""
+        return self.modified_outside_history or not self.undo_stack.isClean()
+
+    @Slot()
     def _update_title(self) -> None:
         name = self.file_path.name if self.file_path else "untitled"
-        modified = "" if self.undo_stack.isClean() else " *"
+        modified = " *" if self.is_modified() else ""
         self.setWindowTitle(f"{name}{modified} — PixelCNN Studio")
 
-    def _confirm_discard(self) -> bool:
-        if self.undo_stack.isClean():
+    def _ask(self, title: str, text: str, choices: list[str]) -> str:
+        """A question answered by one of `choices`, button labels ("Save", "Discard" and
+        "Cancel" are the platform's own buttons); the first is the default, and closing the
+        box answers "Cancel"."""
+        box = QMessageBox(QMessageBox.Icon.Question, title, text,
+                          QMessageBox.StandardButton.NoButton, self)
+        labels = {}
+        for choice in choices:
+            standard = STANDARD_BUTTONS.get(choice)
+            button = (box.addButton(standard) if standard is not None
+                      else box.addButton(choice, QMessageBox.ButtonRole.AcceptRole))
+            labels[button] = choice
+        box.setDefaultButton(next(iter(labels)))
+        box.exec()
+        return labels.get(box.clickedButton(), "Cancel")
+
+    def _settle_unsaved_work(self, before: str) -> bool:
+        """Asks what becomes of unsaved work `before` something replaces it: Save (False
+        if that is cancelled or fails), Discard, or Cancel (False)."""
+        if not self.is_modified():
             return True
-        answer = QMessageBox.question(
-            self, "Discard changes?", "The drawing has unsaved changes. Discard them?",
-            QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel)
-        return answer == QMessageBox.StandardButton.Discard
+        answer = self._ask("Save changes?",
+                           f"The drawing has unsaved changes. Save them before {before}?",
+                           ["Save", "Discard", "Cancel"])
+        if answer == "Save":
+            return self.save()
+        return answer == "Discard"
+
+    def _show_new_picture(self, drawing: Drawing, file_path: Path | None) -> None:
+        """A picture with a history of its own: nothing of the last one's stays around."""
+        self.canvas.set_drawing(drawing)
+        self.modified_outside_history = False
+        self.file_path = file_path
+        self.last_frames = []
+        self._forget_candidates()
+        self._reset_run_display()
+        self._update_title()
 
     @Slot()
     def new_drawing(self) -> None:
-        if self.runner.is_running() or not self._confirm_discard():
+        if not self._stop_completion_now() or not self._settle_unsaved_work(
+                "starting a new drawing"):
             return
         d = self.canvas.drawing
-        self.canvas.set_drawing(Drawing(d.values.shape[0], d.values.shape[1],
-                                        d.values.shape[2], d.levels))
-        self.undo_stack.clear()
-        self.file_path = None
-        self._update_title()
+        self._show_new_picture(Drawing(d.channels, d.height, d.width, d.levels), None)
 
     @Slot()
     def open_image_dialog(self) -> None:
@@ -709,36 +959,45 @@ class MainWindow(QMainWindow):
             self.open_image(path)
 
     def open_image(self, path: str | Path) -> bool:
-        """Load an image into the canvas as one undoable step; a bad file changes nothing."""
-        if self.runner.is_running():
+        """Open a picture file: it replaces the drawing as one undoable step and is then
+        the saved state; unsaved work is asked about first. A bad file changes nothing."""
+        if not self._stop_completion_now() or not self._settle_unsaved_work(
+                f"opening {Path(path).name}"):
             return False
+        if not self._load_picture(path, f"Open {Path(path).name}"):
+            return False
+        self.file_path = Path(path).with_suffix(".png")
+        self.modified_outside_history = False
+        self.last_frames = []
+        self._forget_candidates()
+        self.undo_stack.setClean()  # as on disk: modified only after an edit
+        self._update_title()
+        return True
+
+    def _load_picture(self, path: str | Path, step: str) -> bool:
         drawing = self.canvas.drawing
-        C, H, W = drawing.values.shape
         try:
-            values = load_image(path, H, W, C, drawing.levels)
+            values = load_image(path, drawing.height, drawing.width, drawing.channels,
+                                drawing.levels)
         except ImageFileError as error:
             QMessageBox.critical(self, "Cannot open image", str(error))
             return False
         before = drawing.snapshot()
-        drawing.values[:] = values
-        drawing.known[:] = True
-        self.undo_stack.push(DrawingEdit(drawing, before, drawing.snapshot(),
-                                         f"Open {Path(path).name}", self.canvas.update))
-        self.file_path = Path(path).with_suffix(".png")
-        self._update_title()
-        self.canvas.update()
+        drawing.restore((values, np.ones_like(drawing.known)))
+        self.canvas.push_edit(before, step)
         return True
 
     @Slot()
     def paste_image(self) -> None:
+        """A pasted picture is an edit of the drawing, not a file: it stays unsaved."""
         image = QApplication.clipboard().image()
         if image.isNull():
             self.statusBar().showMessage("The clipboard holds no image.", 4000)
             return
         temporary = Path(QSettings().fileName()).with_name("pasted.png")
         temporary.parent.mkdir(parents=True, exist_ok=True)
-        if image.save(str(temporary)):
-            self.open_image(temporary)
+        if image.save(str(temporary)) and self._stop_completion_now():
+            self._load_picture(temporary, "Paste image")
 
     def dragEnterEvent(self, event) -> None:
         if event.mimeData().hasUrls():
@@ -769,6 +1028,7 @@ class MainWindow(QMainWindow):
             QMessageBox.critical(self, "Cannot save", str(error))
             return False
         self.file_path = path
+        self.modified_outside_history = False
         self.undo_stack.setClean()
         self._update_title()
         self.statusBar().showMessage(f"Saved {path}.", 4000)
@@ -794,7 +1054,11 @@ class MainWindow(QMainWindow):
                           "at a time in raster order.")
 
     def closeEvent(self, event) -> None:
-        if not self._confirm_discard():
+        # A completion in flight is not unsaved work of its own; what it sampled is kept
+        # (and saved, if the user says so) once it has stopped.
+        modified = self.is_modified()
+        self._stop_completion_now()
+        if modified and not self._settle_unsaved_work("closing"):
             event.ignore()
             return
         self.complete_when_loaded = False  # weights arriving now must not start a run
@@ -813,7 +1077,6 @@ def start_demo(window: MainWindow, sample: Path | None = None,
     before = drawing.snapshot()
     drawing.known[drawing.known.shape[0] // 2:] = False
     drawing.values[:, drawing.known.shape[0] // 2:] = 0
-    window.undo_stack.push(DrawingEdit(drawing, before, drawing.snapshot(), "Erase bottom half",
-                                       window.canvas.update))
+    window.canvas.push_edit(before, "Erase bottom half")
     window.options.set_pixels_per_second(pixels_per_second)
     QTimer.singleShot(300, window.complete)
