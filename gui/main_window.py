@@ -31,10 +31,11 @@ from PySide6.QtWidgets import (
 from model.card import ModelFileError, read_card
 from model.registry import DEFAULT_MODEL, bundled_models, resolve_model, sample_picture
 
+from .animation import PaceDialog, sampling_order, write_gif
 from .canvas import PixelCanvas
 from .document import Drawing, Snapshot, convert_snapshot
 from .gallery import CandidateGallery
-from .image_io import IMAGE_SUFFIXES, ImageFileError, load_image, save_gif, save_png
+from .image_io import IMAGE_SUFFIXES, ImageFileError, load_image, save_png
 from .insight import DistributionView
 from .looks_like import ClassPosteriorView, ClassPosteriorWatcher
 from .options import OPEN_MODEL, OptionsPanel
@@ -168,8 +169,7 @@ class MainWindow(QMainWindow):
         self.runner = CompletionRunner(self)
         self.before_completion = None  # the drawing before Complete: what undo returns to
         self.completion_start = None  # the drawing the completion samples from
-        self.completion_frames: list[np.ndarray] = []
-        self.last_frames: list[np.ndarray] = []  # of the last completion, for GIF export
+        self.last_completion: tuple[Snapshot, Snapshot] | None = None  # (start, result)
         # The last completion's candidates (N, C, H, W), their known pixels and classes.
         self.candidate_images: np.ndarray | None = None
         self.candidate_known: np.ndarray | None = None
@@ -508,7 +508,7 @@ class MainWindow(QMainWindow):
             self.canvas.set_drawing(picture.drawing)  # a new history
         self.modified_outside_history = picture.modified
         self.file_path = picture.file_path
-        self.last_frames = []
+        self.last_completion = None
         self._forget_candidates()
         self._reset_run_display()
         self.options.set_model(name, cfg.num_classes, cfg.levels)
@@ -641,7 +641,6 @@ class MainWindow(QMainWindow):
         drawing.known[:] = known
         self.completion_start = drawing.snapshot()
         self.canvas.update()
-        self.completion_frames = [drawing.values.copy()]
         self._forget_candidates()
         # Hole-aware: N candidates in one batch, then the one that fits the whole picture.
         rerank = self.options.rerank_for(drawing.known)
@@ -686,7 +685,6 @@ class MainWindow(QMainWindow):
             self.canvas.set_cursor_position(last.row, last.col)
             self.insight.show_distribution(last.probs, last.value, last.row, last.col,
                                            last.channel, drawing.channels)
-            self.completion_frames.append(drawing.values.copy())
         if self.run_candidates > 1:  # they animate side by side; the canvas shows the first
             self.gallery.show_candidates(self.runner.images, drawing.levels,
                                          classes=self.runner.class_labels, on_canvas=0)
@@ -718,7 +716,6 @@ class MainWindow(QMainWindow):
             return
         drawing = self.canvas.drawing
         drawing.restore(self.completion_start)
-        self.completion_frames = [drawing.values.copy()]
         if self.run_candidates > 1:
             self.gallery.show_candidates(self.runner.images, drawing.levels, on_canvas=0)
         self.progress_label.setText(self._progress_text())
@@ -756,7 +753,8 @@ class MainWindow(QMainWindow):
                            f"{ranked.image_loglik[chosen]:.1f} nats).")
         if self.runner.fallback_reason is not None:
             message += f" On the CPU: {self.runner.fallback_reason}."
-        self.last_frames = self.completion_frames + [drawing.values.copy()]
+        if drawing.known.sum() > self.completion_start[1].sum():
+            self.last_completion = (self.completion_start, drawing.snapshot())
         self._keep_run_display = True  # its own step: what the run showed stays in view
         try:
             self.canvas.push_edit(self.before_completion,
@@ -939,7 +937,7 @@ class MainWindow(QMainWindow):
         self.canvas.set_drawing(drawing)
         self.modified_outside_history = False
         self.file_path = file_path
-        self.last_frames = []
+        self.last_completion = None
         self._forget_candidates()
         self._reset_run_display()
         self._update_title()
@@ -968,7 +966,7 @@ class MainWindow(QMainWindow):
             return False
         self.file_path = Path(path).with_suffix(".png")
         self.modified_outside_history = False
-        self.last_frames = []
+        self.last_completion = None
         self._forget_candidates()
         self.undo_stack.setClean()  # as on disk: modified only after an edit
         self._update_title()
@@ -1034,18 +1032,38 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Saved {path}.", 4000)
         return True
 
+    def completion_to_export(self) -> tuple[Snapshot, Snapshot] | None:
+        """(start, result) of the last completion, the result being the candidate on the
+        canvas when it shows one; None before any completion."""
+        if self.last_completion is None:
+            return None
+        start, result = self.last_completion
+        k = self.candidate_on_canvas()
+        if k is not None:
+            result = (self.candidate_images[k].copy(), self.candidate_known.copy())
+        return start, result
+
     @Slot()
     def export_gif(self) -> None:
-        if len(self.last_frames) < 2:
+        completion = self.completion_to_export()
+        if completion is None:
             QMessageBox.information(self, "Nothing to export", "Complete a drawing first.")
+            return
+        start, result = completion
+        pixels = len(sampling_order(start[1], result[1]))
+        pace = PaceDialog.ask(pixels, self)
+        if pace is None:
             return
         path, _ = QFileDialog.getSaveFileName(self, "Export completion", "completion.gif",
                                               "GIF animations (*.gif)")
-        if path:
-            try:
-                save_gif(path, self.last_frames, self.canvas.drawing.levels)
-            except OSError as error:
-                QMessageBox.critical(self, "Cannot export", str(error))
+        if not path:
+            return
+        try:
+            frames = write_gif(path, start, result, self.canvas.drawing.levels, pace)
+        except OSError as error:
+            QMessageBox.critical(self, "Cannot export", str(error))
+            return
+        self.statusBar().showMessage(f"Exported {path}: {frames} frames.", 6000)
 
     @Slot()
     def about(self) -> None:
