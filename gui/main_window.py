@@ -18,9 +18,11 @@ from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
     QFileDialog,
+    QFrame,
     QLabel,
     QMainWindow,
     QMessageBox,
+    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -40,9 +42,11 @@ from .insight import DistributionView
 from .looks_like import ClassPosteriorView, ClassPosteriorWatcher
 from .options import OPEN_MODEL, OptionsPanel
 from .palette import ColourPen
+from .tool_keys import ToolKeys
 from .worker import CompletionRunner
 
 IMAGE_FILTER = f"Images ({' '.join('*' + suffix for suffix in IMAGE_SUFFIXES)})"
+DEFAULT_SIZE = (1100, 760)
 STOP_WAIT_MS = 5000  # the longest an edit waits for a running completion to stop
 STANDARD_BUTTONS = {"Save": QMessageBox.StandardButton.Save,
                     "Discard": QMessageBox.StandardButton.Discard,
@@ -139,6 +143,17 @@ def redo_shortcuts() -> list[QKeySequence]:
     return keys if extra in keys else [*keys, extra]
 
 
+def scrolling(widget: QWidget) -> QScrollArea:
+    """`widget` in a vertical scroll area: with a large font or a short screen it scrolls
+    rather than making the window taller than the screen."""
+    area = QScrollArea()
+    area.setWidget(widget)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    return area
+
+
 class Picture(NamedTuple):
     """What the canvas is to show with a model: the drawing, whether it holds unsaved work
     that its history cannot show, the file it belongs to, and (for the drawing converted to
@@ -194,6 +209,8 @@ class MainWindow(QMainWindow):
         self._create_docks()
         self._create_status_bar()
         self._connect()
+        self.tool_keys = ToolKeys(self, [*self.tool_actions.values(), self.complete_action],
+                                  {"[": self.canvas.smaller_brush, "]": self.canvas.larger_brush})
         self._read_settings()
         self.open_model(model_name or self._initial_model(), background=load_in_background)
 
@@ -254,6 +271,12 @@ class MainWindow(QMainWindow):
             self.tool_group.addAction(action)
             self.tool_actions[name] = action
         self.tool_actions["pen"].setChecked(True)
+        # Their keys are handled by ToolKeys (by the character typed), so the menu only
+        # names them here.
+        self.smaller_brush_action = self._action("S&maller brush\t[", self.canvas.smaller_brush,
+                                                 None, "Brush size down to 1")
+        self.larger_brush_action = self._action("L&arger brush\t]", self.canvas.larger_brush,
+                                                None, "Brush size up to 5")
 
     def _create_history_actions(self) -> None:
         """Undo and Redo that first stop a running completion (what it sampled becoming an
@@ -293,7 +316,8 @@ class MainWindow(QMainWindow):
                       self.export_gif_action, None, self.open_model_action, None,
                       self.quit_action],
             "&Edit": [self.undo_action, self.redo_action, None, self.paste_action, None,
-                      *self.tool_actions.values(), None, self.clear_action, self.invert_action,
+                      *self.tool_actions.values(), self.smaller_brush_action,
+                      self.larger_brush_action, None, self.clear_action, self.invert_action,
                       self.erase_all_action],
             "&View": [self.grid_action, self.surprise_action, self.how_it_works_action],
             "&Complete": [self.complete_action, self.stop_action],
@@ -324,21 +348,28 @@ class MainWindow(QMainWindow):
         self.brush_box.valueChanged.connect(self.canvas.set_brush_size)
         self.canvas.brush_size_changed.connect(self.brush_box.setValue)
         tools.addWidget(self.brush_box)
-        # Colour models only (see _show_colour_pen): swatches and a picker for the pen.
-        self.colour_pen = ColourPen()
-        self.colour_pen.colour_chosen.connect(self.canvas.set_pen_colour)
-        # Choosing a colour means drawing with it, whatever tool was active.
-        self.colour_pen.colour_chosen.connect(lambda _: self.tool_actions["pen"].trigger())
-        self.colour_pen_action = tools.addWidget(self.colour_pen)
-        self.colour_pen_action.setVisible(False)
         tools.addSeparator()
         tools.addAction(self.undo_action)
         tools.addAction(self.redo_action)
         tools.addSeparator()
         tools.addAction(self.complete_action)
         tools.addAction(self.stop_action)
+        # Colour models only (see _show_colour_pen): swatches and a picker for the pen, on a
+        # row of their own, so that they never push Complete and Stop off the first one.
+        self.addToolBarBreak()
+        self.colour_tool_bar = self.addToolBar("Colours")
+        self.colour_tool_bar.setObjectName("colours")
+        self.colour_pen = ColourPen()
+        self.colour_pen.colour_chosen.connect(self.canvas.set_pen_colour)
+        # Choosing a colour means drawing with it, whatever tool was active.
+        self.colour_pen.colour_chosen.connect(lambda _: self.tool_actions["pen"].trigger())
+        self.colour_pen_action = self.colour_tool_bar.addWidget(self.colour_pen)
+        self.colour_tool_bar.hide()
 
     def _create_docks(self) -> None:
+        # The right column runs from the toolbar to the status bar; the candidates sit
+        # under the canvas only, so neither squeezes the other.
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
         self.docks: dict[str, QDockWidget] = {}
         for title, widget, area in (
             ("Options", self.options, Qt.DockWidgetArea.RightDockWidgetArea),
@@ -350,7 +381,8 @@ class MainWindow(QMainWindow):
             self.docks[title] = dock
             dock.setObjectName(title.lower())
             holder = QWidget()
-            QVBoxLayout(holder).addWidget(widget)
+            QVBoxLayout(holder).addWidget(scrolling(widget) if widget is self.options
+                                          else widget)
             dock.setWidget(holder)
             self.addDockWidget(area, dock)
             self.view_menu.addAction(dock.toggleViewAction())
@@ -384,7 +416,7 @@ class MainWindow(QMainWindow):
         if geometry is not None:
             self.restoreGeometry(geometry)
         else:
-            self.resize(1100, 760)
+            self.resize(*DEFAULT_SIZE)
         state = settings.value("window/state")
         if state is not None:
             self.restoreState(state)
@@ -525,6 +557,7 @@ class MainWindow(QMainWindow):
         """A colour model draws with the colour pen (white to begin with), a grey one with
         the options' pen level."""
         colour = cfg.channels == 3
+        self.colour_tool_bar.setVisible(colour)
         self.colour_pen_action.setVisible(colour)
         self.options.pen_box.setEnabled(not colour and cfg.levels > 2)
         if colour:

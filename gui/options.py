@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
+    QHBoxLayout,
     QLabel,
     QSlider,
     QSpinBox,
@@ -20,6 +21,17 @@ from PySide6.QtWidgets import (
 OPEN_MODEL = "Open model…"
 HOLE_AWARE_CHOICES = ("Auto", "On", "Off")  # Auto: on when known pixels follow a hole
 MAX_SPEED = 1000  # pixels per second at the slow end of "instant"
+
+
+def row_of(*widgets: QWidget) -> QWidget:
+    """Widgets side by side, as one row of a form: the panel then fits the window's
+    default height beside the other panels."""
+    row = QWidget()
+    layout = QHBoxLayout(row)
+    layout.setContentsMargins(0, 0, 0, 0)
+    for widget in widgets:
+        layout.addWidget(widget)
+    return row
 
 
 class OptionsPanel(QWidget):
@@ -58,8 +70,7 @@ class OptionsPanel(QWidget):
         self.seed_box.setRange(0, 2**31 - 1)
         self.seed_box.setEnabled(False)
         self.fixed_seed_box.toggled.connect(self.seed_box.setEnabled)
-        form.addRow("Seed", self.fixed_seed_box)
-        form.addRow("", self.seed_box)
+        form.addRow("Seed", row_of(self.fixed_seed_box, self.seed_box))
 
         self.candidates_box = QSpinBox()
         self.candidates_box.setRange(1, 9)
@@ -84,16 +95,17 @@ class OptionsPanel(QWidget):
         self.rerank_method_box.setToolTip(
             "Best: the most likely whole picture. Resample: draw one in proportion to how "
             "well it explains the pixels after the hole (a sample of the true posterior)")
-        form.addRow("  of", self.rerank_box)
-        form.addRow("  and", self.rerank_method_box)
+        form.addRow("  of", row_of(self.rerank_box, self.rerank_method_box))
 
         self.speed_slider = QSlider(Qt.Orientation.Horizontal)
         self.speed_slider.setRange(0, 100)  # logarithmic: 1 .. 1000 px/s, 100 = instant
         self.speed_slider.setValue(100)
         self.speed_label = QLabel()
+        # As wide as its widest text, so the slider does not move as the text changes.
+        self.speed_label.setMinimumWidth(self.speed_label.fontMetrics().horizontalAdvance(
+            "1000 px/s") + 4)
         self.speed_slider.valueChanged.connect(self._show_speed)
-        form.addRow("Speed", self.speed_slider)
-        form.addRow("", self.speed_label)
+        form.addRow("Speed", row_of(self.speed_slider, self.speed_label))
 
         self.sampler_box = QComboBox()
         self.sampler_box.addItems(["fast", "reference"])
@@ -190,7 +202,7 @@ class OptionsPanel(QWidget):
     @Slot()
     def _show_speed(self) -> None:
         speed = self.pixels_per_second
-        self.speed_label.setText("instant" if speed == 0 else f"{speed:g} pixels/s")
+        self.speed_label.setText("instant" if speed == 0 else f"{speed:g} px/s")
 
     def state(self) -> dict:
         """What QSettings keeps between runs."""
