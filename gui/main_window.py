@@ -189,6 +189,7 @@ class MainWindow(QMainWindow):
         self.candidate_images: np.ndarray | None = None
         self.candidate_known: np.ndarray | None = None
         self.candidate_classes: tuple = ()
+        self.candidate_put: int | None = None  # the one last put on the canvas
         self.completion_finished_callbacks = []
         self.loader = ModelLoader(self)
         self.run_candidates = 1  # of the current or last completion
@@ -627,8 +628,12 @@ class MainWindow(QMainWindow):
     @Slot()
     def undo(self) -> None:
         """Undo the last step; during a completion, stop it first and undo what it drew."""
+        stopping = self.runner.is_running()
         if self._stop_completion_now():
             self.undo_stack.undo()
+            if stopping:  # not "what was sampled is kept": it was, then undone
+                self.statusBar().showMessage("Completion stopped and undone; Redo brings "
+                                             "back what it had drawn.", 6000)
 
     @Slot()
     def redo(self) -> None:
@@ -776,6 +781,7 @@ class MainWindow(QMainWindow):
             if self.run_candidates > 1:
                 self.candidate_images, self.candidate_known = images, drawing.known.copy()
                 self.candidate_classes = classes
+                self.candidate_put = chosen
             if ranked is not None:
                 self.chosen_candidate = chosen
                 how = "the most likely" if ranked.method == "best" else "resampled"
@@ -844,14 +850,19 @@ class MainWindow(QMainWindow):
         drawing = self.canvas.drawing
         before = drawing.snapshot()
         drawing.restore((images[k], self.candidate_known))
+        self.candidate_put = k
         self.canvas.push_edit(before, f"Adopt candidate {k + 1}")
+        self._sync_candidates()  # framed even when it is the same picture (no step then)
 
     def candidate_on_canvas(self) -> int | None:
-        """The candidate the canvas shows (the first, when several are alike), or None."""
+        """The candidate the canvas shows, or None. Of several alike, the one last put there
+        (kept or adopted), else the first."""
         images, drawing = self.candidate_images, self.canvas.drawing
         if images is None or not np.array_equal(self.candidate_known, drawing.known):
             return None
         matches = np.flatnonzero((images == drawing.values[None]).all(axis=(1, 2, 3)))
+        if self.candidate_put in matches:
+            return self.candidate_put
         return int(matches[0]) if len(matches) else None
 
     def _sync_candidates(self) -> None:
@@ -870,7 +881,7 @@ class MainWindow(QMainWindow):
     def _forget_candidates(self) -> None:
         self.candidate_images = self.candidate_known = None
         self.candidate_classes = ()
-        self.chosen_candidate = None
+        self.chosen_candidate = self.candidate_put = None
         self.gallery.clear()
 
     def _reset_run_display(self) -> None:

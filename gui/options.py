@@ -202,7 +202,9 @@ class OptionsPanel(QWidget):
     @Slot()
     def _show_speed(self) -> None:
         speed = self.pixels_per_second
-        self.speed_label.setText("instant" if speed == 0 else f"{speed:g} px/s")
+        # Whole pixels a second from 10 up: "533.7 px/s" claims a precision it has not.
+        shown = f"{speed:.0f}" if speed >= 10 else f"{speed:g}"
+        self.speed_label.setText("instant" if speed == 0 else f"{shown} px/s")
 
     def state(self) -> dict:
         """What QSettings keeps between runs."""

@@ -54,6 +54,7 @@ def test_ctrl_z_during_a_completion_stops_it_and_undoes_what_it_drew(window, qtb
     assert same(window.canvas.drawing.snapshot(), erased)
     assert window.undo_stack.undoText() == "Erase below"  # still in the history
     assert window.undo_stack.redoText() == "Stopped completion"
+    assert window.statusBar().currentMessage().startswith("Completion stopped and undone")
     qtbot.wait(300)  # nothing paints over the picture any more
     qtbot.keyClick(window.canvas, Qt.Key.Key_Escape)
     assert same(window.canvas.drawing.snapshot(), erased)

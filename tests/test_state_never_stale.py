@@ -53,6 +53,16 @@ def test_the_strip_frames_the_candidate_on_the_canvas(window, qtbot):
     assert gallery.on_canvas == 2
 
 
+def test_of_candidates_alike_the_one_put_on_the_canvas_is_framed(window, qtbot):
+    erase_bottom(window)
+    window.options.temperature_box.setValue(0)  # the most likely value: all four alike
+    window.options.class_box.setCurrentIndex(window.options.class_box.findData(None))
+    complete(window, qtbot, candidates=4)
+    assert len({image.tobytes() for image in window.candidate_images}) == 1
+    window.adopt_candidate(2)
+    assert window.gallery.on_canvas == 2
+
+
 def test_the_strip_clears_when_the_picture_changes_and_returns_with_it(window, qtbot):
     four_candidates(window, qtbot)
     window.adopt_candidate(1)

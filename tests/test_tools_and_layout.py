@@ -10,6 +10,7 @@ from test_app_window import bundled_window, close, erase_bottom
 from test_canvas import stroke
 
 from gui.main_window import DEFAULT_SIZE
+from gui.options import OptionsPanel
 
 
 @pytest.fixture(params=[None, 11.0], ids=["Qt's font", "a desktop's 11 pt font"])
@@ -112,3 +113,15 @@ def test_space_completes_while_a_spin_box_has_focus(window, qtbot):
     with qtbot.waitSignal(window.runner.finished, timeout=20_000):
         qtbot.keyClick(window.options.temperature_box, Qt.Key.Key_Space)
     assert window.canvas.drawing.known.all()
+
+
+def test_the_speed_reads_in_whole_pixels_a_second_from_ten_up(qtbot):
+    """"533.7 px/s" claimed a precision the slider has not, and widened its label."""
+    options = OptionsPanel(["tiny"])
+    qtbot.addWidget(options)
+    options.set_pixels_per_second(500)
+    assert options.speed_label.text() == f"{round(options.pixels_per_second)} px/s"
+    options.set_pixels_per_second(2)
+    assert options.speed_label.text() == "2 px/s"
+    options.set_pixels_per_second(0)
+    assert options.speed_label.text() == "instant"
