@@ -439,6 +439,10 @@ class PixelCanvas(QWidget):
         if self._heatmap is not None:
             painter.drawImage(target, heatmap_image(self._heatmap, self._heatmap_scale))
             self._paint_legend(painter)
+            if self._hovered_nats() is not None:  # the pixel the legend reads out
+                painter.setPen(QPen(QColor("white"), 1))
+                painter.setBrush(Qt.BrushStyle.NoBrush)
+                painter.drawRect(self.cell_rect(*self._hover_cell).adjusted(0, 0, -1, -1))
         if self._grid_visible:
             self._paint_grid(painter)
         preview = self._preview_rect()

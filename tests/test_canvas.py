@@ -370,6 +370,11 @@ def test_the_heatmap_legend_names_its_scale_and_reads_out_the_pixel_under_the_mo
     hover(canvas, (1, 2))
     assert canvas.heatmap_readout() == f"(1, 2): {nats[1, 2]:.2f} nats (p = " \
         f"{np.exp(-nats[1, 2]):.3g})"
+    canvas.set_tool("rect_erase")  # no outline of a brush over it
+    pixmap = canvas.grab()  # the pixel read out is outlined in white
+    image, ratio = pixmap.toImage(), pixmap.devicePixelRatio()
+    edge = canvas.cell_rect(1, 2).topLeft() + QPointF(0.2, canvas.cell_rect(1, 2).height() / 2)
+    assert colour_at(image, edge, ratio) == QColor("white")
     hover(canvas, (5, 7))
     assert canvas.heatmap_readout() == "(5, 7): unknown, nothing to measure"
     canvas.set_heatmap(None)
