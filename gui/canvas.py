@@ -18,6 +18,8 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QWidget
 
+from model.images import display_values
+
 from .document import Drawing, DrawingEdit, Snapshot
 
 TOOLS = ("pen", "eraser", "rect_erase", "erase_below")
@@ -44,8 +46,8 @@ def shown_rgb(values: np.ndarray, known: np.ndarray, levels: int) -> np.ndarray:
     """(2H, 2W, 3) uint8: pixels as the canvas shows them, at twice their resolution so each
     is 2x2 sub-squares: a known pixel fills all four with its colour, an unknown one shows a
     two-tone checkerboard. The GIF export draws its frames with this too."""
-    to_gray = np.round(np.arange(levels) * 255 / (levels - 1)).astype(np.uint8)
-    rgb = to_gray[np.minimum(values, levels - 1)].transpose(1, 2, 0)
+    # The saved PNG's greys (model.images.display_values): what is seen is what is saved.
+    rgb = display_values(levels)[np.minimum(values, levels - 1)].transpose(1, 2, 0)
     if rgb.shape[2] == 1:
         rgb = np.repeat(rgb, 3, axis=2)
     doubled = np.repeat(np.repeat(rgb, 2, axis=0), 2, axis=1)
@@ -143,7 +145,7 @@ class PixelCanvas(QWidget):
         self._pen_value = self._drawing.levels - 1
         self._pen_colour = self._white()  # what the pen draws on a colour drawing
         # As wide as the training digits' strokes: their median run of ink across a row
-        # and down a column is 3 pixels (`python -m model.data`); a 1-pixel pen draws lines
+        # and down a column is 3 pixels (`pixelcnn-studio data`); a 1-pixel pen draws lines
         # thinner than anything the models have seen.
         self._brush_size = DEFAULT_BRUSH_SIZE
         self._grid_visible = False

@@ -89,7 +89,7 @@ class OptionsPanel(QWidget):
         self.rerank_box.setToolTip("How many completions hole-aware completion compares")
         self.rerank_method_box = QComboBox()
         # Resample first, the default: it completed more recognisable digits than the best
-        # in every class mode measured (python -m model.holes; README, Hole-aware completion).
+        # in every class mode measured (pixelcnn-studio holes; docs/how-it-works.md).
         self.rerank_method_box.addItem("resample", "resample")
         self.rerank_method_box.addItem("keep the best", "best")
         self.rerank_method_box.setToolTip(

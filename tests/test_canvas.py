@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from PIL import Image
 from PySide6.QtCore import QEvent, QPointF, Qt
 from PySide6.QtGui import QColor, QMouseEvent, QUndoStack
 from PySide6.QtWidgets import QApplication
@@ -13,6 +14,7 @@ from gui.canvas import (
     drawing_image,
     heatmap_colours,
     line_cells,
+    shown_rgb,
 )
 from gui.document import Drawing, DrawingEdit
 
@@ -386,3 +388,19 @@ def test_colour_drawings_map_levels_to_rgb():
     drawing.values[:, 0, 0] = [3, 1, 0]
     image = drawing_image(drawing)
     assert image.width() == 2 and image.pixelColor(1, 1) == QColor(255, 85, 0)
+
+
+def test_the_canvas_shows_each_level_in_the_grey_a_saved_png_holds(tmp_path):
+    """One level-to-brightness rule for the screen and the file, for every K from 2 to 256."""
+    from model.images import load_image, write_png
+
+    for levels in range(2, 257):
+        values = np.arange(levels, dtype=np.uint8).reshape(1, 1, levels)
+        on_screen = shown_rgb(values, np.ones((1, levels), bool), levels)[0, ::2, 0]
+        path = tmp_path / f"levels-{levels}.png"
+        write_png(path, values, levels)
+        with Image.open(path) as saved:
+            in_file = np.asarray(saved.convert("L"))[0]
+        np.testing.assert_array_equal(on_screen, in_file, str(levels))
+        reloaded = load_image(path, 1, levels, 1, levels, invert="no")[0, 0]
+        np.testing.assert_array_equal(reloaded, values[0, 0], str(levels))
