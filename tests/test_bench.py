@@ -86,7 +86,8 @@ def test_core_scaling_compares_the_cores_at_once_with_one(tmp_path, capsys, monk
     kernel = kernels.vertical_share
     monkeypatch.setattr(kernels, "vertical_share", lambda *args: threads.add(
         threading.current_thread().name) or kernel(*args))
-    weights, _ = save_model(tiny_model(), tmp_path / "tiny")
+    # Class-conditional, as the shipped model is: the candidates must not draw classes.
+    weights, _ = save_model(tiny_model(num_classes=3), tmp_path / "tiny")
     result = run_json(capsys, "--model", weights, "--core-scaling", "--repeats", 2)
     # Three rounds of: this thread alone, then three threads at once.
     assert result["cores"] == 3 and threading.current_thread().name in threads

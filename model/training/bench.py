@@ -142,7 +142,8 @@ def time_core_scaling(model, repeats: int, rounds: int = 3) -> dict:
     weights = prepared_weights(model, "compiled", torch.device("cpu"))
 
     def vertical_stacks():
-        task = SamplingTask(model, image, np.zeros((cfg.height, cfg.width), bool), candidates=4)
+        task = SamplingTask(model, image, np.zeros((cfg.height, cfg.width), bool), candidates=4,
+                            class_label=None)
         stepper = GatedStepper(weights, task, share=False)
         for _ in range(repeats):
             kernels.vertical_share(0, 4, 0, cfg.height, *stepper.vertical_args)
