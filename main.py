@@ -126,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     window.show()
     if args.screenshot:
         def save_screenshot():
-            window.grab().save(args.screenshot)
+            # After the status bar has laid out its last text (a grab at once caught it half
+            # updated).
+            QTimer.singleShot(100, lambda: window.grab().save(args.screenshot))
         window.completion_finished_callbacks.append(save_screenshot)
     if args.demo:
         start_demo(window)
