@@ -20,7 +20,7 @@ PLAIN_TILES = os.environ.get("PIXELCNN_PLAIN_TILES", "") not in ("", "0")
 
 def _pin_source_path(function) -> None:
     """In a frozen app a module's functions name their file relative to the folder the app
-    was started from ("model/kernels.py"), and Numba names its cache folder after that path
+    was started from ("model/fast/kernels.py"), and Numba names its cache folder after that path
     made absolute: every starting folder would compile the kernels anew (and keep another
     copy), and one holding this project's source would get the app's kernels mixed into its
     cache. Pin the path to the bundle's own folder."""

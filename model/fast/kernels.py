@@ -133,7 +133,7 @@ def _sample_share(first, end, shared, row, col, channel, last_col, known_row, st
     caller then gives each its own state). Returns how many pixel-channels were drawn.
 
     Candidates are independent and the kernel holds no lock: several threads may each run
-    a share of them at once (model/fast.py does, one share per core)."""
+    a share of them at once (model/fast/threads.py deals them out, one share per core)."""
     hin, link_rows, gated = state
     cins, kws, h_weights, res_weights, res_biases, skip_weight, skip_bias, w1, b1, w2, b2 = (
         weights)
