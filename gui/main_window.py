@@ -61,7 +61,8 @@ class ModelLoader(QObject):
 
     def __init__(self, parent: QObject):
         super().__init__(parent)
-        self.thread: threading.Thread | None = None
+        # Not named `thread`: that would hide QObject.thread(), the Qt thread this object lives in.
+        self._loading: threading.Thread | None = None
         # True from start() until the outcome's signal is handled in the GUI thread (not
         # until the thread ends: its queued signal may still be on its way then).
         self.pending = False
@@ -70,9 +71,9 @@ class ModelLoader(QObject):
 
     def start(self, path: Path, name: str, card: dict) -> None:
         self.pending = True
-        self.thread = threading.Thread(target=self._load, args=(path, name, card),
-                                       name="model loader", daemon=True)
-        self.thread.start()
+        self._loading = threading.Thread(target=self._load, args=(path, name, card),
+                                         name="model loader", daemon=True)
+        self._loading.start()
 
     def _load(self, path: Path, name: str, card: dict) -> None:
         try:
@@ -91,8 +92,8 @@ class ModelLoader(QObject):
         self.pending = False
 
     def wait(self, seconds: float = 30.0) -> None:
-        if self.thread is not None:
-            self.thread.join(seconds)
+        if self._loading is not None:
+            self._loading.join(seconds)
 
 
 WARM_UP_THREAD = "kernel warm-up"

@@ -254,8 +254,9 @@ def test_at_start_up_the_canvas_is_ready_from_the_card_before_the_weights_load(
     qtbot.addWidget(w)
     # Laid out from the JSON card at once: the user can draw while torch loads.
     assert w.canvas.drawing.values.shape == (1, 8, 8)
-    with qtbot.waitSignal(w.loader.loaded, timeout=30000):
-        pass
+    # Waited for by its outcome, not its signal: a tiny model can load before a
+    # waitSignal would connect.
+    qtbot.waitUntil(lambda: not w.loader.pending, timeout=30000)
     assert w.model is not None and w.model.config.height == 8
     assert w.complete_action.isEnabled()
     close(w)
@@ -280,8 +281,7 @@ def test_weights_that_fail_to_load_in_the_background_give_a_dialog_and_keep_the_
     w = MainWindow("tiny", load_in_background=True)
     qtbot.addWidget(w)
     w.canvas.drawing.values[0, 0, :3] = 1
-    with qtbot.waitSignal(w.loader.failed, timeout=30000):
-        pass
+    qtbot.waitUntil(lambda: not w.loader.pending, timeout=30000)
     qtbot.waitUntil(lambda: bool(shown))
     assert "tiny.safetensors" in shown[0]
     assert w.model is None

@@ -355,10 +355,17 @@ def test_a_gpu_that_fails_after_a_stop_request_is_not_retried(qtbot, runner, mon
 
 def test_a_late_started_of_an_old_run_is_not_taken_for_the_new_one(qtbot, runner,
                                                                    monkeypatch):
-    runner.start(tiny_model(), half_digit(), top_rows_known(0), pixels_per_second=5)
     emitted = threading.Event()
-    runner.worker.started.connect(emitted.set, Qt.ConnectionType.DirectConnection)
+
+    class Watched(CompletionWorker):  # connected before its thread starts: no race to connect
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.started.connect(emitted.set, Qt.ConnectionType.DirectConnection)
+
+    monkeypatch.setattr("gui.worker.CompletionWorker", Watched)
+    runner.start(tiny_model(), half_digit(), top_rows_known(0), pixels_per_second=5)
     assert emitted.wait(10)  # emitted in the worker's thread, still queued for the runner
+    monkeypatch.undo()
     assert runner.shutdown()
 
     def slow_complete(*args, **kwargs):
