@@ -18,6 +18,7 @@ _HOMES = {
     "PixelCNN": "pixelcnn",
     "Completion": "task", "PixelSample": "task", "complete": "sampling",
     "pick_device": "task", "reference_completion": "sampling",
+    "completion_device": "devices",
 }
 
 __all__ = sorted(_HOMES)

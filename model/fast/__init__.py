@@ -98,11 +98,12 @@ def _warming_up():
 
 def warm_up(model: ImageModel, device=None) -> None:
     """Compile the CPU kernels that completions with `model` on `device` (by default the
-    best available) will use, now, so that the first completion does not wait for them.
+    CPU: the kernels serve only there) will use, now, so that the first completion does not
+    wait for them.
     With Numba's on-disk cache filled this takes a fraction of a second; the first time
     (a new installation or build) it compiles, for seconds. Completions started meanwhile
     run on NumPy (see default_backend)."""
-    device = pick_device(device)
+    device = pick_device(device or "cpu")
     if not isinstance(model, GatedPixelCNN) or not _kernels_serve(device):
         return
     cfg = model.config

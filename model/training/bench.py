@@ -34,7 +34,8 @@ from ..gated import GatedPixelCNN
 from ..io import build_model, load_model
 from ..registry import DEFAULT_MODEL, SHIPPED_CONFIG, bundled_models, resolve_model
 from ..sampling import complete
-from ..task import SamplingTask, pick_device
+from ..devices import completion_device
+from ..task import DEVICES, SamplingTask
 from .evaluate import positive_int
 
 
@@ -196,7 +197,9 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help=f"bundled name or path (default: {DEFAULT_MODEL})")
     parser.add_argument("--candidates", type=positive_int, default=1)
-    parser.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
+    parser.add_argument("--device", choices=DEVICES,
+                        help="default (auto): the device a completion would choose, measured "
+                             "fastest for the model")
     parser.add_argument("--repeats", type=positive_int, default=5,
                         help="fast-sampler runs (median)")
     parser.add_argument("--reference-repeats", type=positive_int, default=3,
@@ -214,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     model, label = benchmark_model(args.model)
-    device = pick_device(args.device)
+    device = completion_device(model, args.device)  # what a completion would run on
     model = model.to(device)
     cfg = model.config
     if args.hole_aware:
