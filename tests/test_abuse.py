@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_model
-from gui.worker import CompletionRunner
+from gui.completion_runner import CompletionRunner
 from model import complete
 
 STATM = Path("/proc/self/statm")

@@ -8,7 +8,8 @@ from PySide6.QtCore import Qt
 
 import model as model_package
 from conftest import FailingGPU, cuda_out_of_memory, tiny_model
-from gui.worker import CompletionRunner, CompletionWorker
+from gui.completion_runner import CompletionRunner
+from gui.completion_worker import CompletionWorker
 from model import complete
 
 HEIGHT, WIDTH = 6, 7  # tiny_model's image size
@@ -362,7 +363,7 @@ def test_a_late_started_of_an_old_run_is_not_taken_for_the_new_one(qtbot, runner
             super().__init__(*args, **kwargs)
             self.started.connect(emitted.set, Qt.ConnectionType.DirectConnection)
 
-    monkeypatch.setattr("gui.worker.CompletionWorker", Watched)
+    monkeypatch.setattr("gui.completion_runner.CompletionWorker", Watched)
     runner.start(tiny_model(), half_digit(), top_rows_known(0), pixels_per_second=5)
     assert emitted.wait(10)  # emitted in the worker's thread, still queued for the runner
     monkeypatch.undo()
