@@ -1,7 +1,14 @@
 """When a completion fails on its device: whether to try again on the CPU, and what to say.
 
-A completion that fails on a GPU (out of memory, or another error of the device itself) is
-run again from the beginning on the CPU with the same seed.
+A completion that fails on an accelerator is run again from the beginning on the CPU with the
+same seed. The errors that count are told apart by their types, never by words in their
+messages: PyTorch raises a RuntimeError (or a subclass: torch.OutOfMemoryError,
+torch.AcceleratorError, NotImplementedError for an operator the device lacks) for whatever
+goes wrong on a device, its memory, driver or kernels. So every RuntimeError on an
+accelerator is retried on the CPU, except for the project's refusals of its input or of a
+limit (ValueError, model.memory.MemoryLimitError among them), which the CPU would refuse
+again. A real bug that raises a RuntimeError is retried too: it fails again on the CPU, and
+is reported from there.
 """
 
 from __future__ import annotations
@@ -22,22 +29,17 @@ def describe_device(device: torch.device) -> str:
 
 
 def is_out_of_memory(error: BaseException) -> bool:
-    import torch  # loaded by now: the error came from a completion
+    """Whether a device (CUDA, MPS or another) ran out of memory."""
+    import torch
 
-    return (isinstance(error, torch.cuda.OutOfMemoryError)
-            or (isinstance(error, RuntimeError) and "out of memory" in str(error).lower()))
+    # torch.OutOfMemoryError names every device's from PyTorch 2.5 on; before, only CUDA's.
+    return isinstance(error, getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError))
 
 
 def is_device_failure(error: BaseException) -> bool:
-    """Whether an error came from the accelerator itself (its memory, driver or kernels),
-    so that the same completion may well succeed on the CPU."""
-    import torch
-
-    if is_out_of_memory(error) or isinstance(error, getattr(torch, "AcceleratorError", ())):
-        return True
-    text = str(error).lower()
-    return isinstance(error, RuntimeError) and any(
-        name in text for name in ("cuda", "cudnn", "cublas", "mps", "metal"))
+    """Whether an error raised on an accelerator is worth a retry on the CPU: any
+    RuntimeError (see the module's docstring), but not a refusal of the input or of a limit."""
+    return isinstance(error, RuntimeError) and not isinstance(error, ValueError)
 
 
 def failure_message(error: BaseException, device_name: str | None = None) -> str:

@@ -1,4 +1,5 @@
-"""On a CUDA GPU the samplers compute what they compute on the CPU.
+"""On a CUDA GPU the samplers compute what they compute on the CPU, and running out of its
+memory is recognised as such.
 
 The fast sampler's CUDA path runs the same stepper on torch tensors (the compiled kernels are
 the CPU's). These tests need a GPU and skip without one: CI has none, and no GPU has been
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from conftest import tiny_model
+from gui.device_failures import is_device_failure, is_out_of_memory
 from model import complete
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -70,3 +72,11 @@ def test_in_float32_the_fast_samplers_cuda_distributions_match_the_cpus():
             break
         agreed += 1
     assert agreed > 100
+
+
+def test_running_out_of_cuda_memory_is_told_by_its_type():
+    # What gui/device_failures.py relies on: a real CUDA out of memory is a
+    # torch.OutOfMemoryError, which makes the window complete on the CPU instead.
+    with pytest.raises(torch.cuda.OutOfMemoryError) as raised:
+        torch.empty(1 << 50, dtype=torch.uint8, device="cuda")  # a pebibyte
+    assert is_out_of_memory(raised.value) and is_device_failure(raised.value)
