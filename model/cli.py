@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .devices import choice_for, completion_device
 from .images import (
     IMAGE_SUFFIXES,
     INVERT_CHOICES,
@@ -57,7 +58,6 @@ from .posterior import AUTO_POLICIES
 from .registry import DEFAULT_MODEL, bundled_models, resolve_model
 from .rerank import METHODS, rerank
 from .sampling import SAMPLERS, complete
-from .devices import choice_for, completion_device
 from .task import DEVICES
 
 

@@ -106,7 +106,7 @@ def test_each_class_mode_completes_with_the_class_it_names():
 
 
 def test_command_prints_json_and_rejects_bad_paths(striped_mnist, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(recognise, "CHECKPOINTS_DIR", tmp_path / "cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     save_tiny_digit_model(tmp_path / "tiny")
     assert recognise.main(["--model", str(tmp_path / "tiny"), "--data", str(striped_mnist),
                            "--count", "2", "--json"]) == 0

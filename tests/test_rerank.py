@@ -253,7 +253,7 @@ def test_measure_holes_with_classes_completes_as_each_mode_says():
 
 
 def test_holes_command_prints_a_table_or_json(striped_mnist, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(recognise, "CHECKPOINTS_DIR", tmp_path / "cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     save_tiny_digit_model(tmp_path / "tiny")
     arguments = ["--model", str(tmp_path / "tiny"), "--data", str(striped_mnist), "--count", "3",
                  "--rerank", "2"]

@@ -28,13 +28,13 @@ import time
 import numpy as np
 import torch
 
+from ..devices import completion_device
 from ..distributions import probabilities
 from ..fast import warm_up
 from ..gated import GatedPixelCNN
 from ..io import build_model, load_model
 from ..registry import DEFAULT_MODEL, SHIPPED_CONFIG, bundled_models, resolve_model
 from ..sampling import complete
-from ..devices import completion_device
 from ..task import DEVICES, SamplingTask
 from .evaluate import positive_int
 

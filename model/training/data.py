@@ -8,6 +8,7 @@ MNIST's uint8 grayscale into those levels (and back, for display).
 from __future__ import annotations
 
 import gzip
+import os
 import zlib
 from pathlib import Path
 
@@ -41,6 +42,13 @@ _FILE_STEMS = {
 
 class DatasetError(ValueError):
     """A dataset directory or file is missing or malformed."""
+
+
+def cache_dir() -> Path:
+    """Where derived data (emoji renders, the judging classifier) is cached: the user's
+    cache folder, never the source tree or a bundle."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "pixelcnn-studio"
 
 
 def read_idx(path: str | Path) -> np.ndarray:

@@ -38,7 +38,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..files import write_atomically
 from ..images import fit
-from .data import DatasetError, quantize
+from .data import DatasetError, cache_dir, quantize
 
 DATASET = "emoji"
 DATA_MODE = "rgb"  # on a model card: 8-bit RGB in K equal-width bins per channel
@@ -115,11 +115,6 @@ def render(font: ImageFont.FreeTypeFont, cps, size: int = IMAGE_SIZE) -> np.ndar
         small = fit(pixels, size, size)  # Lanczos, as the app fits an opened picture
         images[n] = np.round(small * 255).transpose(2, 0, 1)
     return images
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "pixelcnn-studio"
 
 
 def font_digest(path: Path) -> str:

@@ -34,7 +34,6 @@ import numpy as np
 from ..base import ImageModel
 from ..rerank import choose, score
 from ..sampling import complete
-from . import recognise
 from .evaluate import UsageError, load_split, positive_int, run_measurement
 from .recognise import (
     DigitClassifier,
@@ -148,9 +147,7 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
         raise UsageError(f"A hole of {args.hole} pixels a side does not fit the model's "
                          f"{cfg.height} x {cfg.width} images.")
     images, labels = load_split(args.data, "test", mode, levels, args.count)
-    # recognise.CHECKPOINTS_DIR is read at call time, so tests can point it elsewhere.
-    classifier, test_accuracy = load_or_train_classifier(
-        args.data, mode, levels, cache_dir=recognise.CHECKPOINTS_DIR, log=log)
+    classifier, test_accuracy = load_or_train_classifier(args.data, mode, levels, log=log)
 
     def progress(done: int, total: int) -> None:
         if done % 50 == 0 or done == total:

@@ -12,9 +12,10 @@ the model's own posterior, most likely or drawn). The classifier's accuracy on t
 (its ceiling) and on the top halves alone (what the known pixels give away by themselves),
 and how often the model's posterior names the digit, put it in context.
 
-The classifier is cached in checkpoints/classifier-<mode>-<levels>.safetensors (weights) and
-a JSON sidecar (its test accuracy and how it was trained); it is loaded with safetensors
-only, never with pickle.
+The classifier is cached in the user's cache folder (~/.cache/pixelcnn-studio/classifiers/
+classifier-<mode>-<levels>.safetensors, or under $XDG_CACHE_HOME), never in the source tree,
+with a JSON sidecar (its test accuracy and how it was trained); it is loaded with
+safetensors only, never with pickle.
 """
 
 from __future__ import annotations
@@ -38,12 +39,11 @@ from ..files import write_atomically, write_text_atomically
 from ..images import bottom_half_known
 from ..io import ModelFileError, load_model, read_card
 from ..posterior import class_posterior
-from ..registry import ROOT
 from ..sampling import complete
 from .data import IMAGE_SIZE, levels_for_mode
+from .data import cache_dir as user_cache_dir
 from .evaluate import card_data_mode, load_split, positive_int, resolve_model_path, run_measurement
 
-CHECKPOINTS_DIR = ROOT / "checkpoints"
 NUM_DIGITS = 10
 BATCH_SIZE = 128
 LEARNING_RATE = 1e-3
@@ -139,15 +139,15 @@ def train_classifier(data_dir, mode: str, levels: int | None = None, epochs: int
 
 
 def classifier_paths(mode: str, levels: int | None = None,
-                     cache_dir: str | os.PathLike = CHECKPOINTS_DIR) -> tuple[Path, Path]:
+                     cache_dir: str | os.PathLike | None = None) -> tuple[Path, Path]:
     """(weights, sidecar JSON) of the cached classifier for one data mode and level count."""
     levels = levels_for_mode(mode, levels)
-    stem = Path(cache_dir) / f"classifier-{mode}-{levels}"
+    stem = Path(cache_dir or user_cache_dir() / "classifiers") / f"classifier-{mode}-{levels}"
     return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
 
 
 def save_classifier(classifier: DigitClassifier, mode: str, test_accuracy: float,
-                    cache_dir: str | os.PathLike = CHECKPOINTS_DIR, **details) -> Path:
+                    cache_dir: str | os.PathLike | None = None, **details) -> Path:
     """Write weights and sidecar atomically (a crash never leaves half a file)."""
     weights_path, info_path = classifier_paths(mode, classifier.levels, cache_dir)
     weights_path.parent.mkdir(parents=True, exist_ok=True)
@@ -159,7 +159,7 @@ def save_classifier(classifier: DigitClassifier, mode: str, test_accuracy: float
 
 
 def load_classifier(mode: str, levels: int | None = None,
-                    cache_dir: str | os.PathLike = CHECKPOINTS_DIR
+                    cache_dir: str | os.PathLike | None = None
                     ) -> tuple[DigitClassifier, dict]:
     """The cached classifier (eval mode) and its sidecar; ModelFileError if absent or bad."""
     levels = levels_for_mode(mode, levels)
@@ -182,7 +182,7 @@ def load_classifier(mode: str, levels: int | None = None,
 
 
 def load_or_train_classifier(data_dir, mode: str, levels: int | None = None, epochs: int = 2,
-                             seed: int = 0, cache_dir: str | os.PathLike = CHECKPOINTS_DIR,
+                             seed: int = 0, cache_dir: str | os.PathLike | None = None,
                              log: Callable[[str], None] | None = None
                              ) -> tuple[DigitClassifier, float]:
     """The cached classifier for (mode, levels) if there is a readable one, else train and
@@ -323,9 +323,7 @@ def load_digit_model(name_or_path: str) -> tuple[Path, ImageModel, str, int]:
 def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
     path, pixelcnn, mode, levels = load_digit_model(args.model)
     images, labels = load_split(args.data, "test", mode, levels, args.count)
-    # CHECKPOINTS_DIR is read here, at call time, so tests can point it elsewhere.
-    classifier, test_accuracy = load_or_train_classifier(args.data, mode, levels,
-                                                         cache_dir=CHECKPOINTS_DIR, log=log)
+    classifier, test_accuracy = load_or_train_classifier(args.data, mode, levels, log=log)
 
     def progress(class_mode: str, done: int, total: int) -> None:
         if done % 100 == 0 or done == total:
