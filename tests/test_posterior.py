@@ -18,9 +18,7 @@ from model.posterior import (
 from model.rerank import rerank
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_threaded(one_thread):
-    yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def exhaustive_prefix_likelihoods(model, image, known):

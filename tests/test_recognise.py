@@ -13,9 +13,7 @@ from model.posterior import class_posterior
 from model.training import recognise
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_threaded(one_thread):
-    yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_classifier_maps_a_batch_of_levels_to_ten_logits():

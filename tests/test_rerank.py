@@ -23,9 +23,7 @@ from model.training.holes import WAYS, central_hole_known, measure_holes
 from model.training.holes import main as holes_main
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_threaded(one_thread):
-    yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def holed(model, seed=0):

@@ -35,9 +35,7 @@ def blob_images(count, rng):
     return np.clip(255 * (1.5 - distance / radii[:, None, None]), 0, 255).astype(np.uint8)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_threaded(one_thread):
-    yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
