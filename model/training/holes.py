@@ -37,11 +37,11 @@ from ..sampling import complete
 from .evaluate import UsageError, load_split, positive_int, run_measurement
 from .recognise import (
     DigitClassifier,
+    add_digit_test_arguments,
     class_for,
     class_modes,
     load_digit_model,
     load_or_train_classifier,
-    non_negative_float,
     predict,
 )
 
@@ -193,19 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Plain and hole-aware completion of a central hole in test digits: how "
                     "often each is recognised as the original digit, and how likely the "
                     "known pixels after the hole are under each.")
-    parser.add_argument("--model", required=True,
-                        help="a name in resources/models, or the path of a model's files")
-    parser.add_argument("--data", required=True, help="directory of the MNIST IDX files")
-    parser.add_argument("--count", type=positive_int, default=300,
-                        help="use the first N test images (default 300)")
+    add_digit_test_arguments(parser, count=300)
     parser.add_argument("--rerank", type=positive_int, default=16, metavar="N",
                         help="candidates per digit for hole-aware completion (default 16)")
     parser.add_argument("--hole", type=positive_int, default=10,
                         help="side of the centred square hole in pixels (default 10)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="digit k is completed with seed + k (default 0)")
-    parser.add_argument("--temperature", type=non_negative_float, default=1.0)
-    parser.add_argument("--json", action="store_true", help="print one JSON object only")
     return parser
 
 

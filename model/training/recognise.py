@@ -356,16 +356,21 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pixelcnn-studio recognise",
         description="How often bottom-half completions of test digits are recognised as "
                     "the original digit by a small classifier.")
+    add_digit_test_arguments(parser, count=500)
+    return parser
+
+
+def add_digit_test_arguments(parser: argparse.ArgumentParser, count: int) -> None:
+    """The arguments of every command that completes test digits and judges them."""
     parser.add_argument("--model", required=True,
                         help="a name in resources/models, or the path of a model's files")
     parser.add_argument("--data", required=True, help="directory of the MNIST IDX files")
-    parser.add_argument("--count", type=positive_int, default=500,
-                        help="use the first N test images (default 500)")
+    parser.add_argument("--count", type=positive_int, default=count,
+                        help=f"use the first N test images (default {count})")
     parser.add_argument("--seed", type=int, default=0,
-                        help="completion k uses seed + k (default 0)")
+                        help="digit k is completed with seed + k (default 0)")
     parser.add_argument("--temperature", type=non_negative_float, default=1.0)
     parser.add_argument("--json", action="store_true", help="print one JSON object only")
-    return parser
 
 
 def table(result: dict) -> str:
