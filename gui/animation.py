@@ -21,8 +21,9 @@ from PySide6.QtWidgets import (
 
 from model.files import write_atomically
 
-from .canvas import CURSOR_COLOUR, shown_rgb
+from .canvas import CURSOR_COLOUR
 from .document import Snapshot
+from .pixel_images import shown_rgb
 
 SCALE = 8  # screen pixels per picture pixel: a 28x28 digit becomes 224x224
 CURSOR_RGB = (CURSOR_COLOUR.red(), CURSOR_COLOUR.green(), CURSOR_COLOUR.blue())

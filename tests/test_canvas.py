@@ -7,16 +7,11 @@ from PySide6.QtCore import QEvent, QPointF, Qt
 from PySide6.QtGui import QColor, QMouseEvent, QUndoStack
 from PySide6.QtWidgets import QApplication
 
-from gui.canvas import (
-    DEFAULT_BRUSH_SIZE,
-    UNKNOWN_TONES,
-    PixelCanvas,
-    drawing_image,
-    heatmap_colours,
-    line_cells,
-    shown_rgb,
-)
+from gui.brush import line_cells
+from gui.canvas import DEFAULT_BRUSH_SIZE, PixelCanvas
 from gui.document import Drawing, DrawingEdit
+from gui.pixel_images import UNKNOWN_TONES, drawing_image, shown_rgb
+from gui.surprise_heatmap import heatmap_colours
 
 LEFT, RIGHT = Qt.MouseButton.LeftButton, Qt.MouseButton.RightButton
 SHIFT = Qt.KeyboardModifier.ShiftModifier
