@@ -14,6 +14,7 @@ import functools
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -39,7 +40,8 @@ class ImageFileError(ValueError):
 
 def load_image(path, height: int, width: int, channels: int, levels: int,
                invert: str = "auto") -> np.ndarray:
-    """The picture at `path` as a (channels, height, width) uint8 array of levels.
+    """The picture at `path` (or in `path`, a binary file object such as io.BytesIO, named
+    in errors by its `name`) as a (channels, height, width) uint8 array of levels.
 
     It is fitted inside height x width keeping its aspect ratio (padded with its own
     background colour), converted to grey (channels=1) or RGB (channels=3) and quantized
@@ -56,7 +58,8 @@ def load_image(path, height: int, width: int, channels: int, levels: int,
         raise ValueError(f"invert must be one of {', '.join(INVERT_CHOICES)}, not {invert!r}.")
     colour = channels == 3
     # (H, W, 1 or 3) floats in 0..1
-    pixels = read_pixels(Path(path), (height, width), transparent_on_black=colour)
+    source = path if hasattr(path, "read") else Path(path)
+    pixels = read_pixels(source, (height, width), transparent_on_black=colour)
     if invert == "yes" or (invert == "auto" and not colour and is_dark_on_light(pixels)):
         pixels = 1.0 - pixels
     if channels == 1 and pixels.shape[2] == 3:
@@ -86,7 +89,7 @@ def load_mask(path, height: int, width: int, image=None) -> np.ndarray:
     return fit(grey, height, width, background=0.0)[..., 0] >= MASK_THRESHOLD
 
 
-def read_pixels(path: Path, fit_within: tuple[int, int] | None = None,
+def read_pixels(path: Path | BinaryIO, fit_within: tuple[int, int] | None = None,
                 transparent_on_black: bool = False) -> np.ndarray:
     """Decode the first frame as (H, W, 1 or 3) floats in 0..1, transparency flattened
     (see `composite`, or onto black with `transparent_on_black`).
@@ -104,7 +107,7 @@ def read_pixels(path: Path, fit_within: tuple[int, int] | None = None,
                 problem = "the file is truncated (it ends before the image does)"
             else:
                 problem = f"the image data is damaged ({error or type(error).__name__})"
-            raise ImageFileError(f"Cannot read {path}: {problem}.") from error
+            raise ImageFileError(f"Cannot read {picture_name(path)}: {problem}.") from error
 
 
 def picture_size(path: Path) -> tuple[int, int]:
@@ -114,27 +117,35 @@ def picture_size(path: Path) -> tuple[int, int]:
 
 
 @contextlib.contextmanager
-def open_picture(path: Path) -> Iterator[Image.Image]:
-    """The picture at `path`, opened but not yet decoded, checked against MAX_PIXELS."""
-    check_file(path)
+def open_picture(path: Path | BinaryIO) -> Iterator[Image.Image]:
+    """The picture at `path` (or in a binary file object), opened but not yet decoded,
+    checked against MAX_PIXELS."""
+    name = picture_name(path)
+    if isinstance(path, Path):
+        check_file(path)
     try:
         with warnings.catch_warnings():
             # Pillow warns above its own limit; ours is checked just below, before decoding.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             picture = Image.open(path)
     except Image.DecompressionBombError as error:
-        raise ImageFileError(f"{path} is too large to open ({error}).") from error
+        raise ImageFileError(f"{name} is too large to open ({error}).") from error
     except Image.UnidentifiedImageError as error:
-        raise ImageFileError(f"{path} is not an image, or not in a format this app can read "
+        raise ImageFileError(f"{name} is not an image, or not in a format this app can read "
                              "(PNG, JPEG, BMP, GIF).") from error
     except OSError as error:
-        raise ImageFileError(f"Cannot open {path}: {error.strerror or error}.") from error
+        raise ImageFileError(f"Cannot open {name}: {error.strerror or error}.") from error
     with picture:
         width, height = picture.size
         if width * height > MAX_PIXELS:
-            raise ImageFileError(f"{path} is too large: {width}x{height} pixels is over the "
+            raise ImageFileError(f"{name} is too large: {width}x{height} pixels is over the "
                                  f"limit of {MAX_PIXELS // 1_000_000} megapixels.")
         yield picture
+
+
+def picture_name(path: Path | BinaryIO) -> str:
+    """What errors call a picture: its path, or a file object's `name`."""
+    return str(path) if isinstance(path, Path) else getattr(path, "name", "the picture")
 
 
 def check_file(path: Path) -> None:

@@ -1,3 +1,4 @@
+import io
 import struct
 import tracemalloc
 import zlib
@@ -10,6 +11,7 @@ import gui.image_io
 import model.images
 from gui.image_io import (
     ImageFileError,
+    in_memory_png,
     levels_to_rgb,
     load_image,
     load_mask,
@@ -210,6 +212,35 @@ def test_huge_images_are_refused_before_decoding(tmp_path, width, height):
     path.write_bytes(png_header_only(width, height))
     with pytest.raises(ImageFileError, match="huge.png is too large"):
         load_image(path, 6, 7, 1, 2)
+
+
+@pytest.mark.parametrize("channels, levels", [(1, 2), (1, 16), (3, 4)])
+def test_a_picture_in_memory_loads_as_the_same_file_on_disk_does(tmp_path, channels, levels):
+    path = tmp_path / "digit.png"
+    Image.fromarray(digit_on_white()).save(path)
+    in_memory = io.BytesIO(path.read_bytes())
+    assert np.array_equal(load_image(in_memory, 6, 7, channels, levels),
+                          load_image(path, 6, 7, channels, levels))
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b"This is a text, not a picture.", "is not an image"),
+    (png_header_only(11_000, 10_000), "is too large"),
+])
+def test_a_bad_picture_in_memory_is_refused_by_its_name(content, problem):
+    picture = io.BytesIO(content)
+    picture.name = "the pasted picture"
+    with pytest.raises(ImageFileError, match=f"the pasted picture {problem}"):
+        load_image(picture, 6, 7, 1, 2)
+
+
+def test_a_qimage_becomes_a_png_in_memory_that_loads_as_its_file_does(qapp, tmp_path):
+    image = to_qimage(np.arange(12, dtype=np.uint8).reshape(1, 3, 4) % 4, 4, scale=3)
+    image.save(str(tmp_path / "picture.png"))
+    in_memory = in_memory_png(image, "the picture")
+    assert in_memory.name == "the picture"
+    assert np.array_equal(load_image(in_memory, 3, 4, 1, 4),
+                          load_image(tmp_path / "picture.png", 3, 4, 1, 4))
 
 
 def test_levels_to_rgb_spreads_levels_from_black_to_white():
