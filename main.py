@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
-    from gui.main_window import MainWindow, start_demo, wait_for_warm_ups
+    from gui.main_window import MainWindow, start_demo
+    from gui.model_loading import wait_for_warm_ups
     from model.registry import APP_ICON
 
     app = QApplication.instance() or QApplication(sys.argv[:1])

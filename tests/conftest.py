@@ -1,6 +1,7 @@
 import gzip
 import os
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,9 +59,104 @@ def warm_ups_finish_within_their_test():
     """A window starts compiling the sampler's kernels in the background when its model
     loads; that thread must not run on into the next test (it sets BLAS's thread limit)."""
     yield
-    from gui.main_window import wait_for_warm_ups
+    from gui.model_loading import wait_for_warm_ups
 
     wait_for_warm_ups(120)
+
+
+# The main window, offscreen, on tiny models saved as if they were the bundled ones.
+
+def bundle(tmp_path, monkeypatch, card=None, **models) -> Path:
+    """Save `models` (name=model) in tmp_path as if they were the bundled ones, with `card`
+    (save_model's keywords; by default thresholded data); returns tmp_path."""
+    import gui.main_window
+    import gui.model_switching
+
+    monkeypatch.setattr(gui.main_window, "bundled_models", lambda: sorted(models))
+    for name, model in models.items():
+        save_model(model, tmp_path / name, **(card or dict(data_mode="threshold")))
+    monkeypatch.setattr(gui.model_switching, "resolve_model",
+                        lambda name: tmp_path / f"{name}.safetensors" if name in models
+                        else Path(name))
+    return tmp_path
+
+
+def three_models():
+    """Three tiny models as bundled: black and white, 16 greys of the same size, and colour
+    of another size."""
+    return dict(ink=tiny_model(height=8, width=8, num_classes=3),
+                gray=tiny_model(distribution="categorical", levels=16, height=8, width=8),
+                rgb=tiny_model(channels=3, distribution="categorical", levels=8, height=6,
+                               width=6))
+
+
+def bundled_window(tmp_path, monkeypatch, name="ink"):
+    """A shown window on one of three_models(), all of them saved as if bundled."""
+    from gui.main_window import MainWindow
+
+    bundle(tmp_path, monkeypatch, **three_models())
+    window = MainWindow(name)
+    window.show()
+    return window
+
+
+def close(window):
+    """Close without the "discard changes?" question."""
+    window.undo_stack.setClean()
+    window.close()
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, monkeypatch):
+    """A shown window on the black-and-white model of three_models(), closed after the test
+    with no completion left running."""
+    w = bundled_window(tmp_path, monkeypatch)
+    yield w
+    close(w)
+    assert not w.runner.is_running()
+
+
+@pytest.fixture
+def tiny_files(tmp_path, monkeypatch):
+    """A tiny model saved as if bundled (8x8, 3 classes); yields its directory."""
+    return bundle(tmp_path, monkeypatch, tiny=tiny_model(height=8, width=8, num_classes=3))
+
+
+def answer(qtbot, choice: str, tries: int = 500) -> list[list[str]]:
+    """Click `choice` in the next question box that opens (within `tries` x 10 ms); the
+    list returned fills with the choices each box offered (its buttons, without "&")."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    offered = []
+
+    def click(tries_left=tries):
+        box = QApplication.activeModalWidget()
+        if not isinstance(box, QMessageBox):
+            if tries_left:
+                QTimer.singleShot(10, lambda: click(tries_left - 1))
+            return
+        buttons = {button.text().replace("&", ""): button for button in box.buttons()}
+        offered.append(list(buttons))
+        buttons.get(choice, box.escapeButton() or box.buttons()[-1]).click()
+
+    QTimer.singleShot(0, click)
+    return offered
+
+
+def choose_model(window, name):
+    """As the user does it: the Options dock's model box."""
+    box = window.options.model_box
+    box.setCurrentIndex(box.findText(name))
+    box.activated.emit(box.currentIndex())
+
+
+def erase_bottom(window, rows=4):
+    """A diagonal stroke in the top half, and the bottom `rows` rows erased."""
+    d = window.canvas.drawing
+    d.values[0, :4] = np.eye(4, 8, dtype=np.uint8)
+    d.known[-rows:] = False
+    d.values[:, -rows:] = 0
 
 
 def write_mnist(directory, train_images, test_images):
@@ -105,7 +201,7 @@ def one_thread():
 class FailingGPU:
     """Pretends a CUDA device is there, on which every completion fails with `error`.
 
-    `model.pick_device` picks "cuda" and `model.complete` on it samples like the CPU (the
+    `model.completion_device` picks "cuda" and `model.complete` on it samples like the CPU (the
     same seed, so the same stream) until `fail_after` samples, then raises `error`; with
     `fail_after=None` it raises while building. Set `release` to hold the failing sample
     back until the test has seen the ones before it. `devices` lists each attempt's device.
@@ -114,14 +210,17 @@ class FailingGPU:
     def __init__(self, monkeypatch, error: Exception, fail_after: int | None = None):
         import model as model_package
         from model.sampling import complete
-        from model.task import Completion, pick_device
+        from model.devices import completion_device
+        from model.task import Completion
 
         self.error, self.fail_after = error, fail_after
         self.devices: list[str] = []
         self.release = None  # a threading.Event, or None to fail at once
 
-        def pick_cuda(requested=None):
-            return torch.device("cuda") if requested in (None, "cuda") else pick_device(requested)
+        def pick_cuda(model, requested=None):
+            if requested in (None, "auto", "cuda"):
+                return torch.device("cuda")
+            return completion_device(model, requested)
 
         def complete_on(model, image, known=None, *, device, **options):
             device = torch.device(device)
@@ -133,7 +232,7 @@ class FailingGPU:
             cpu = complete(model, image, known, device="cpu", **options)
             return Completion(cpu.task, self._failing(cpu), device, cpu.sampler)
 
-        monkeypatch.setattr(model_package, "pick_device", pick_cuda)
+        monkeypatch.setattr(model_package, "completion_device", pick_cuda)
         monkeypatch.setattr(model_package, "complete", complete_on)
 
     def _failing(self, samples):

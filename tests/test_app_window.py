@@ -9,13 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox
 
-import gui.main_window as main_window_module
+import gui.model_loading as model_loading_module
+import gui.window_layout as window_layout_module
 import model as model_package
 import model.rerank as rerank_module
-from conftest import FailingGPU, cuda_out_of_memory, tiny_model
+from conftest import FailingGPU, close, cuda_out_of_memory, erase_bottom, tiny_model
 from gui.main_window import MainWindow
 from main import parse_arguments
 from model import complete, save_model
@@ -24,76 +25,14 @@ from model.fast import kernels
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def bundle(tmp_path, monkeypatch, **models) -> Path:
-    """Save `models` (name=model) in tmp_path as if they were the bundled ones."""
-    monkeypatch.setattr(main_window_module, "bundled_models", lambda: sorted(models))
-    for name, model in models.items():
-        save_model(model, tmp_path / name, data_mode="threshold")
-    monkeypatch.setattr(main_window_module, "resolve_model",
-                        lambda name: tmp_path / f"{name}.safetensors" if name in models
-                        else Path(name))
-    return tmp_path
-
-
-def answer(qtbot, choice: str, tries: int = 500) -> list[list[str]]:
-    """Click `choice` in the next question box that opens (within `tries` x 10 ms); the
-    list returned fills with the choices each box offered (its buttons, without "&")."""
-    offered = []
-
-    def click(tries_left=tries):
-        box = QApplication.activeModalWidget()
-        if not isinstance(box, QMessageBox):
-            if tries_left:
-                QTimer.singleShot(10, lambda: click(tries_left - 1))
-            return
-        buttons = {button.text().replace("&", ""): button for button in box.buttons()}
-        offered.append(list(buttons))
-        buttons.get(choice, box.escapeButton() or box.buttons()[-1]).click()
-
-    QTimer.singleShot(0, click)
-    return offered
-
-
-def models():
-    """Three tiny models as bundled: black and white, 16 greys of the same size, and colour
-    of another size."""
-    return dict(ink=tiny_model(height=8, width=8, num_classes=3),
-                gray=tiny_model(distribution="categorical", levels=16, height=8, width=8),
-                rgb=tiny_model(channels=3, distribution="categorical", levels=8, height=6,
-                               width=6))
-
-
-def choose_model(window, name):
-    """As the user does it: the Options dock's model box."""
-    box = window.options.model_box
-    box.setCurrentIndex(box.findText(name))
-    box.activated.emit(box.currentIndex())
-
-
-def bundled_window(tmp_path, monkeypatch, name="ink") -> MainWindow:
-    """A shown window on one of models(), all of them saved as if bundled."""
-    bundle(tmp_path, monkeypatch, **models())
-    window = MainWindow(name)
-    window.show()
-    return window
-
-
 @pytest.fixture
-def window(qtbot, tmp_path, monkeypatch):
-    bundle(tmp_path, monkeypatch, tiny=tiny_model(height=8, width=8, num_classes=3))
+def window(qtbot, tiny_files):
+    """A shown window on the one tiny model bundled (8x8, 3 classes)."""
     w = MainWindow("tiny")
     w.show()
     yield w
-    w.undo_stack.setClean()  # close without the "discard changes?" question
-    w.close()
+    close(w)
     assert not w.runner.is_running()
-
-
-def erase_bottom(window, rows=4):
-    d = window.canvas.drawing
-    d.values[0, :4] = np.eye(4, 8, dtype=np.uint8)
-    d.known[-rows:] = False
-    d.values[:, -rows:] = 0
 
 
 def test_complete_fills_every_unknown_pixel_and_changes_no_known_one(window, qtbot):
@@ -235,17 +174,6 @@ def test_a_bad_model_file_shows_a_dialog_and_keeps_the_current_model(window, tmp
 def test_command_line_options():
     args = parse_arguments(["--demo", "--screenshot", "x.png", "--quit-after", "1.5"])
     assert args.demo and args.screenshot == "x.png" and args.quit_after == 1.5
-
-
-@pytest.fixture
-def tiny_files(tmp_path, monkeypatch):
-    """A tiny model saved as if bundled (8x8, 3 classes); yields its directory."""
-    return bundle(tmp_path, monkeypatch, tiny=tiny_model(height=8, width=8, num_classes=3))
-
-
-def close(window):
-    window.undo_stack.setClean()
-    window.close()
 
 
 def test_at_start_up_the_canvas_is_ready_from_the_card_before_the_weights_load(
@@ -429,7 +357,7 @@ def test_complete_pressed_while_the_kernels_still_compile_does_not_wait_for_them
     original = kernels.sample_share
 
     def sample_share(*args):  # "compiling" until released: every caller waits, as on Numba's
-        if threading.current_thread().name == main_window_module.WARM_UP_THREAD:  # lock
+        if threading.current_thread().name == model_loading_module.WARM_UP_THREAD:  # lock
             compiling.set()
         release.wait(30)
         return original(*args)
@@ -445,7 +373,7 @@ def test_complete_pressed_while_the_kernels_still_compile_does_not_wait_for_them
         assert compiling.is_set() and not release.is_set()  # done while still "compiling"
     finally:
         release.set()
-        main_window_module.wait_for_warm_ups(30)
+        model_loading_module.wait_for_warm_ups(30)
 
 
 # In a process of its own: the app's event loop runs and quits, which the shared test
@@ -454,7 +382,7 @@ EXIT_WITH_A_SLOW_WARM_UP = """
 import sys, threading, time
 from PySide6.QtCore import QMetaObject, Qt
 from PySide6.QtWidgets import QApplication
-import gui.main_window
+import gui.model_loading
 import main
 
 finished = threading.Event()
@@ -464,7 +392,7 @@ def slow_warm_up(model):  # quits the app itself, then is still busy for a while
     time.sleep(0.5)
     finished.set()
 
-gui.main_window.warm_up_quietly = slow_warm_up
+gui.model_loading.warm_up_quietly = slow_warm_up
 code = main.main([])
 sys.exit(code if finished.is_set() else 3)
 """
@@ -483,7 +411,8 @@ START_UP_OBJECTS = """
 import gc
 from PySide6.QtCore import QEventLoop
 from PySide6.QtWidgets import QApplication
-from gui.main_window import MainWindow, wait_for_warm_ups
+from gui.main_window import MainWindow
+from gui.model_loading import wait_for_warm_ups
 
 app = QApplication([])
 before = len(gc.get_objects())
@@ -522,7 +451,7 @@ def test_redo_keys_never_repeat_a_key(monkeypatch, platform_keys, expected):
 
     monkeypatch.setattr(QKeySequence, "keyBindings",
                         lambda key: [QKeySequence(k) for k in platform_keys])
-    keys = [key.toString() for key in main_window_module.redo_shortcuts()]
+    keys = [key.toString() for key in window_layout_module.redo_shortcuts()]
     assert keys == expected
 
 

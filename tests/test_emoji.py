@@ -3,7 +3,6 @@ configuration, and the app drawing and completing in colour."""
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,12 +12,11 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QColorDialog
 from test_causality import input_gradients, visible_region, without_head_relus
 
-import gui.main_window as main_window_module
 import gui.palette as palette_module
-from conftest import tiny_model
+from conftest import bundle, close, tiny_model
 from gui.main_window import MainWindow, start_demo
 from gui.palette import PALETTE, colour_levels
-from model import build_model, load_model, read_card, save_model
+from model import build_model, load_model, read_card
 from model.images import load_image
 from model.registry import SAMPLE_COLOUR, SAMPLE_DIGIT, sample_picture
 from model.training import emoji, evaluate, showcase, train
@@ -239,17 +237,13 @@ def test_shipped_configuration_sees_every_earlier_pixel_and_channel():
 
 @pytest.fixture
 def colour_window(qtbot, tmp_path, monkeypatch):
-    monkeypatch.setattr(main_window_module, "bundled_models", lambda: ["tiny-rgb"])
     model = tiny_model(**SHIPPED, layers=2, hidden_channels=6, height=8, width=8)
-    save_model(model, tmp_path / "tiny-rgb", dataset="emoji", data_mode="rgb")
-    monkeypatch.setattr(main_window_module, "resolve_model",
-                        lambda name: tmp_path / f"{name}.safetensors" if name == "tiny-rgb"
-                        else Path(name))
+    bundle(tmp_path, monkeypatch, card=dict(dataset="emoji", data_mode="rgb"),
+           **{"tiny-rgb": model})
     window = MainWindow("tiny-rgb")
     window.show()
     yield window
-    window.undo_stack.setClean()
-    window.close()
+    close(window)
     assert not window.runner.is_running()
 
 

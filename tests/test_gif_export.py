@@ -3,34 +3,19 @@ few per frame at the pace chosen on export, whatever speed the completion ran at
 pixels look as on the canvas, and the finished picture is held at the end."""
 
 import numpy as np
-import pytest
 from PIL import Image
-from PySide6.QtWidgets import QFileDialog
-from test_app_window import (
-    answer,
-    bundled_window,
-    choose_model,
-    close,
-    erase_bottom,
-)
+from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-import gui.main_window as main_window_module
-from gui.animation import SCALE, Pace, render
+from conftest import answer, choose_model, erase_bottom
+from gui.animation import SCALE, Pace, PaceDialog, render
 from gui.canvas import UNKNOWN_TONES
 
 PACE = Pace(seconds=2.0, frames_per_second=10, hold_seconds=3.0)  # 20 frames of 100 ms
 
 
-@pytest.fixture
-def window(qtbot, tmp_path, monkeypatch):
-    w = bundled_window(tmp_path, monkeypatch)
-    yield w
-    close(w)
-
-
 def export(window, monkeypatch, path, pace=PACE):
     """File > Export completion as GIF, choosing `pace` and `path`."""
-    monkeypatch.setattr(main_window_module.PaceDialog, "ask", lambda *args: pace)
+    monkeypatch.setattr(PaceDialog, "ask", lambda *args: pace)
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *args: (str(path), ""))
     window.export_gif_action.trigger()
 
@@ -98,7 +83,7 @@ def test_a_completion_of_another_model_is_not_exported(window, qtbot, tmp_path, 
     answer(qtbot, "Discard")
     choose_model(window, "gray")
     shown = []
-    monkeypatch.setattr(main_window_module.QMessageBox, "information",
+    monkeypatch.setattr(QMessageBox, "information",
                         lambda *args: shown.append(args[2]))
     export(window, monkeypatch, tmp_path / "old.gif")
     assert shown == ["Complete a drawing first."] and not (tmp_path / "old.gif").exists()

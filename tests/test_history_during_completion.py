@@ -4,7 +4,6 @@ or key stop the completion first, what it sampled becoming one undo step of its 
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
-from test_app_window import bundled_window, close
 from test_canvas import stroke
 
 CTRL = Qt.KeyboardModifier.ControlModifier
@@ -12,12 +11,10 @@ SHIFT = Qt.KeyboardModifier.ShiftModifier
 
 
 @pytest.fixture
-def window(qtbot, tmp_path, monkeypatch):
-    w = bundled_window(tmp_path, monkeypatch)
-    w.activateWindow()
-    yield w
-    close(w)
-    assert not w.runner.is_running()
+def window(window):
+    """conftest's window, active: the keys typed go to it."""
+    window.activateWindow()
+    return window
 
 
 def ink_then_erase_below(window, qtbot, row=4):

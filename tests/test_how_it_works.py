@@ -1,21 +1,17 @@
 """The "How it works" view: a receptive field found by back-propagation, the masks read from
 the model, the hover link to the canvas and the 3x4 raster-order animation."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QUndoStack
 
-import gui.main_window as main_window_module
-from conftest import tiny_model
+from conftest import bundle, tiny_model
 from gui.canvas import PixelCanvas
 from gui.document import Drawing
 from gui.how_it_works import HowItWorksWindow, RasterDemo
 from gui.main_window import MainWindow
-from model import save_model
 from model.receptive import BLIND_SPOT, CURRENT, ReceptiveField, field_map, kernels
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # many millisecond-sized passes
@@ -182,11 +178,7 @@ def test_frames_step_one_pixel_at_a_time(qtbot):
 
 
 def test_view_menu_opens_one_window_that_follows_the_model(qtbot, tmp_path, monkeypatch):
-    monkeypatch.setattr(main_window_module, "bundled_models", lambda: ["tiny"])
-    save_model(tiny_model(height=8, width=8), tmp_path / "tiny", data_mode="threshold")
-    monkeypatch.setattr(main_window_module, "resolve_model",
-                        lambda name: tmp_path / f"{name}.safetensors" if name == "tiny"
-                        else Path(name))
+    bundle(tmp_path, monkeypatch, tiny=tiny_model(height=8, width=8))
     window = MainWindow("tiny")
     qtbot.addWidget(window)
     window.how_it_works_action.trigger()

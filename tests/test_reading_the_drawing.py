@@ -3,30 +3,24 @@ without holding a stroke up, and candidates show the class each was completed as
 
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
 import gui.looks_like as looks_like_module
-import gui.main_window as main_window_module
-from conftest import tiny_model
+from conftest import bundle, close, tiny_model
 from gui.document import Drawing
 from gui.main_window import MainWindow
-from model import complete, save_model
+from model import complete
 from model.posterior import class_posterior
 
 SIZE = 12
 
 
 def open_window(qtbot, tmp_path, monkeypatch, num_classes=4):
-    monkeypatch.setattr(main_window_module, "bundled_models", lambda: ["tiny"])
-    save_model(tiny_model(height=SIZE, width=SIZE, num_classes=num_classes), tmp_path / "tiny",
-               data_mode="threshold")
-    monkeypatch.setattr(main_window_module, "resolve_model",
-                        lambda name: tmp_path / f"{name}.safetensors" if name == "tiny"
-                        else Path(name))
+    bundle(tmp_path, monkeypatch, tiny=tiny_model(height=SIZE, width=SIZE,
+                                                  num_classes=num_classes))
     window = MainWindow("tiny")  # closed by the test (qtbot would close it with changes)
     window.show()
     return window
@@ -37,8 +31,7 @@ def window(qtbot, tmp_path, monkeypatch):
     w = open_window(qtbot, tmp_path, monkeypatch)
     yield w
     w.posterior_watcher.wait()
-    w.undo_stack.setClean()  # close without the "discard changes?" question
-    w.close()
+    close(w)
 
 
 def drag(qtbot, canvas, cells):
@@ -164,8 +157,7 @@ def test_looks_like_is_hidden_for_a_model_without_classes(qtbot, tmp_path, monke
         "Any"]
     drag(qtbot, w.canvas, [(1, 2), (1, 5)])
     assert not w.posterior_watcher.busy and w.looks_like.posterior is None
-    w.undo_stack.setClean()
-    w.close()
+    close(w)
 
 
 def test_candidates_show_the_class_each_was_completed_as(window, qtbot):

@@ -5,18 +5,10 @@ reads out the pixel under the mouse; the Insight panel labels what it shows, p(i
 import numpy as np
 import pytest
 from PySide6.QtCore import QRectF
-from test_app_window import bundled_window, close
 from test_canvas import hover, stroke
 
 from gui.insight import DistributionView
 from model.distributions import pixel_surprise
-
-
-@pytest.fixture
-def window(qtbot, tmp_path, monkeypatch):
-    w = bundled_window(tmp_path, monkeypatch)
-    yield w
-    close(w)
 
 
 def test_the_surprise_heatmap_has_a_legend_and_reads_out_the_pixel_under_the_mouse(window,

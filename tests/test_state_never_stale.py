@@ -5,23 +5,10 @@ Insight panel go with the completion they describe, and counts are in pixels."""
 import numpy as np
 import pytest
 from PySide6.QtCore import QRectF, Qt
-from test_app_window import (
-    answer,
-    bundled_window,
-    choose_model,
-    close,
-    erase_bottom,
-)
 from test_canvas import stroke
 
+from conftest import answer, choose_model, erase_bottom
 from gui.gallery import CandidateGallery
-
-
-@pytest.fixture
-def window(qtbot, tmp_path, monkeypatch):
-    w = bundled_window(tmp_path, monkeypatch)
-    yield w
-    close(w)
 
 
 def complete(window, qtbot, candidates=1):

@@ -6,9 +6,9 @@ import pytest
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QApplication, QToolBar
-from test_app_window import bundled_window, close, erase_bottom
 from test_canvas import stroke
 
+from conftest import bundled_window, close, erase_bottom
 from gui.main_window import DEFAULT_SIZE
 from gui.options import OptionsPanel
 

@@ -6,19 +6,12 @@ Keep. The title is marked modified only after an edit."""
 import numpy as np
 import pytest
 from PySide6.QtWidgets import QFileDialog
-from test_app_window import answer, bundled_window, choose_model, close
 from test_canvas import stroke
 
+from conftest import answer, choose_model
 from gui.image_io import load_image
 
 SAVE_DISCARD_CANCEL = {"Save", "Discard", "Cancel"}
-
-
-@pytest.fixture
-def window(qtbot, tmp_path, monkeypatch):
-    w = bundled_window(tmp_path, monkeypatch)
-    yield w
-    close(w)
 
 
 def draw(window, qtbot):
