@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             # After the status bar has laid out its last text (a grab at once caught it half
             # updated).
             QTimer.singleShot(100, lambda: window.grab().save(args.screenshot))
-        window.completion_finished_callbacks.append(save_screenshot)
+        window.completion_ended.connect(save_screenshot)
     if args.demo:
         start_demo(window)
     if args.quit_after is not None:

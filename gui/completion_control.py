@@ -4,7 +4,8 @@ the canvas shows one, adopted with a click). Hole-aware completion is a run of s
 candidates of which one is kept.
 
 Mixed into MainWindow, whose __init__ sets out what a run leaves (the drawing before it,
-its start and result, its candidates).
+its start and result, its candidates), and whose `completion_ended` signal it emits once
+the window has taken in a run's end.
 """
 
 from __future__ import annotations
@@ -174,8 +175,7 @@ class CompletionControl:
         self.before_completion = self.completion_start = None
         self._end_completion(message)
         self.progress_label.setText(self._progress_text(finished=True))
-        for callback in self.completion_finished_callbacks:
-            callback()
+        self.completion_ended.emit()
 
     def _sampled_mask(self) -> np.ndarray:
         """Pixels the completion wrote: unknown before, and reached in raster order."""
@@ -194,8 +194,7 @@ class CompletionControl:
         self._end_completion("Completion failed.")
         self._reset_run_display()
         QMessageBox.critical(self, "Completion failed", message)
-        for callback in self.completion_finished_callbacks:
-            callback()
+        self.completion_ended.emit()
 
     def _end_completion(self, message: str) -> None:
         self.canvas.set_read_only(False)

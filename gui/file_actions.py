@@ -8,14 +8,15 @@ whether it holds unsaved work its history cannot show (`modified_outside_history
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
-from PySide6.QtCore import QSettings, Slot
+from PySide6.QtCore import Slot
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QWidget
 
 from .animation import PaceDialog, sampling_order, write_gif
 from .document import Drawing, Snapshot
-from .image_io import IMAGE_SUFFIXES, ImageFileError, load_image, save_png
+from .image_io import IMAGE_SUFFIXES, ImageFileError, in_memory_png, load_image, save_png
 
 IMAGE_FILTER = f"Images ({' '.join('*' + suffix for suffix in IMAGE_SUFFIXES)})"
 STANDARD_BUTTONS = {"Save": QMessageBox.StandardButton.Save,
@@ -105,10 +106,12 @@ class FileActions:
         self._update_title()
         return True
 
-    def _load_picture(self, path: str | Path, step: str) -> bool:
+    def _load_picture(self, picture: str | Path | BinaryIO, step: str) -> bool:
+        """The picture (a file, or one in memory) becomes the drawing as the undo step
+        `step`, converted to the model's size and levels; a bad one gives a dialog."""
         drawing = self.canvas.drawing
         try:
-            values = load_image(path, drawing.height, drawing.width, drawing.channels,
+            values = load_image(picture, drawing.height, drawing.width, drawing.channels,
                                 drawing.levels)
         except ImageFileError as error:
             QMessageBox.critical(self, "Cannot open image", str(error))
@@ -120,15 +123,15 @@ class FileActions:
 
     @Slot()
     def paste_image(self) -> None:
-        """A pasted picture is an edit of the drawing, not a file: it stays unsaved."""
+        """A pasted picture is an edit of the drawing, not a file: it stays unsaved. It is
+        read from memory as an opened file is read, and no file is written."""
         image = QApplication.clipboard().image()
         if image.isNull():
             self.statusBar().showMessage("The clipboard holds no image.", 4000)
             return
-        temporary = Path(QSettings().fileName()).with_name("pasted.png")
-        temporary.parent.mkdir(parents=True, exist_ok=True)
-        if image.save(str(temporary)) and self._stop_completion_now():
-            self._load_picture(temporary, "Paste image")
+        picture = in_memory_png(image, "the pasted picture")
+        if picture is not None and self._stop_completion_now():
+            self._load_picture(picture, "Paste image")
 
     def dragEnterEvent(self, event) -> None:
         if event.mimeData().hasUrls():

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QSettings, QTimer, Slot
+from PySide6.QtCore import QSettings, QTimer, Signal, Slot
 from PySide6.QtGui import QUndoStack
 from PySide6.QtWidgets import QMainWindow, QMessageBox
 
@@ -37,6 +37,8 @@ DEFAULT_SIZE = (1100, 760)
 
 
 class MainWindow(FileActions, ModelSwitching, CompletionControl, WindowLayout, QMainWindow):
+    completion_ended = Signal()  # a completion this window started finished, stopped or failed
+
     def __init__(self, model_name: str | None = None, *, load_in_background: bool = False):
         """`load_in_background`: lay out the canvas from the model's card at once and load
         its weights in a thread, so the window shows before PyTorch is imported (the app's
@@ -63,7 +65,6 @@ class MainWindow(FileActions, ModelSwitching, CompletionControl, WindowLayout, Q
         self.run_candidates = 1  # of the current or last completion
         self.chosen_candidate: int | None = None  # the one hole-aware completion kept
         self.complete_when_loaded = False
-        self.completion_finished_callbacks = []
         self._keep_run_display = False  # True while a completion's own undo step is pushed
         # The model in use, its weights loaded in the background (model_switching.py).
         self.model = None

@@ -1,6 +1,6 @@
 """What the window does in the background once it knows its model: load the weights
 (importing PyTorch on the way) and warm up the sampler's kernels, each in a thread of its
-own."""
+own, reporting back to the GUI thread through queued signals."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QObject, Qt, Signal, Slot
 
 from model.card import ModelFileError
 
@@ -64,8 +64,9 @@ WARM_UP_THREAD = "kernel warm-up"
 def start_warm_up(model) -> None:
     """Load the sampler's kernels for `model` (or, at a new installation's first start,
     compile them for seconds) in a background thread while the user draws; nothing waits
-    for it."""
-    threading.Thread(target=warm_up_quietly, args=(model,), name=WARM_UP_THREAD,
+    for it. Once it is done, the GUI thread freezes the start-up objects."""
+    warm_ups = _WarmUpsDone.instance()
+    threading.Thread(target=warm_ups.run, args=(model,), name=WARM_UP_THREAD,
                      daemon=True).start()
 
 
@@ -87,7 +88,34 @@ def warm_up_quietly(model) -> None:
         warm_up(model)
     except Exception as error:  # noqa: BLE001 - a completion reports any real problem itself
         print(f"Kernel warm-up failed: {error}", file=sys.stderr)
-    freeze_start_up_objects()
+
+
+class _WarmUpsDone(QObject):
+    """Carries "a warm-up is done" from its thread to the GUI thread. One for the process,
+    made in the GUI thread and never deleted, so that a warm-up outliving its window still
+    has somewhere to report."""
+
+    finished = Signal()
+    _instance: _WarmUpsDone | None = None
+
+    @classmethod
+    def instance(cls) -> _WarmUpsDone:
+        if cls._instance is None:
+            cls._instance = cls()
+        return cls._instance
+
+    def __init__(self):
+        super().__init__()
+        self.finished.connect(self._freeze, Qt.ConnectionType.QueuedConnection)
+
+    def run(self, model) -> None:
+        """In the warm-up thread."""
+        warm_up_quietly(model)
+        self.finished.emit()
+
+    @Slot()
+    def _freeze(self) -> None:
+        freeze_start_up_objects()
 
 
 _start_up_frozen = False
@@ -99,7 +127,9 @@ def freeze_start_up_objects() -> None:
     like (about 260,000 objects), which live as long as the process. A full collection walked
     them all, 210 ms with the GIL held (the window and the animation stood still), about
     once in 60 nine-candidate completions, whose samples wait in the animation long enough
-    to reach the oldest generation."""
+    to reach the oldest generation. Called in the GUI thread, between two of its events:
+    from the warm-up thread it froze whatever the GUI thread held at that moment, the
+    passing objects of a handler half done included, for the rest of the process."""
     global _start_up_frozen
     if not _start_up_frozen:
         _start_up_frozen = True

@@ -9,14 +9,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtGui import QColor, QImage
+from PySide6.QtWidgets import QApplication, QMessageBox
 
 import gui.model_loading as model_loading_module
 import gui.window_layout as window_layout_module
 import model as model_package
 import model.rerank as rerank_module
 from conftest import FailingGPU, close, cuda_out_of_memory, erase_bottom, tiny_model
+from gui.image_io import load_image
 from gui.main_window import MainWindow
 from main import parse_arguments
 from model import complete, save_model
@@ -51,6 +53,17 @@ def test_complete_fills_every_unknown_pixel_and_changes_no_known_one(window, qtb
     colours = {image.pixel(x, y) for x in range(0, image.width(), 7)
                for y in range(0, image.height(), 7)}
     assert len(colours) > 2
+
+
+def test_the_window_signals_the_end_of_its_completion_once_it_has_taken_it_in(window,
+                                                                               qtbot):
+    """main.py's --screenshot grabs the window then; a failed run ends it too."""
+    ended = []
+    window.completion_ended.connect(lambda: ended.append(window.before_completion))
+    erase_bottom(window)
+    with qtbot.waitSignal(window.completion_ended, timeout=20000):
+        window.complete()
+    assert ended == [None] and window.canvas.drawing.known.all()
 
 
 def test_stop_mid_run_keeps_what_was_sampled_and_is_undoable(window, qtbot):
@@ -157,6 +170,28 @@ def test_open_and_save_round_trip(window, tmp_path):
     d.values[:] = 0
     assert window.open_image(path)
     assert window.canvas.drawing.values[0, 2:6, 3].tolist() == [1, 1, 1, 1]
+
+
+def test_a_pasted_image_is_read_in_memory_as_an_opened_file_is_and_stays_unsaved(
+        window, tmp_path):
+    """Paste wrote the clipboard's image to pasted.png in the settings folder to read it."""
+    image = QImage(16, 16, QImage.Format.Format_RGB32)
+    image.fill(QColor("white"))
+    for y in range(2, 14):  # a dark bar on white: inverted to light ink on black
+        for x in range(6, 10):
+            image.setPixelColor(x, y, QColor("black"))
+    image.save(str(tmp_path / "bar.png"))
+    expected = load_image(tmp_path / "bar.png", 8, 8, 1, 2)
+    assert expected.any() and not expected.all()
+    QApplication.clipboard().setImage(image)
+    window.paste_action.trigger()
+    drawing = window.canvas.drawing
+    assert np.array_equal(drawing.values, expected) and drawing.known.all()
+    assert window.undo_stack.undoText() == "Paste image"
+    assert window.file_path is None and window.windowTitle().startswith("untitled *")
+    settings_folder = Path(QSettings().fileName()).parent
+    assert not (settings_folder / "pasted.png").exists()
+    assert not list(settings_folder.rglob("*.png"))
 
 
 def test_a_bad_model_file_shows_a_dialog_and_keeps_the_current_model(window, tmp_path,
@@ -349,6 +384,20 @@ def test_a_loaded_model_has_its_kernels_compiled_in_the_background(window, qtbot
     assert warmed[0][0] is window.model and warmed[0][1] == "kernel warm-up"
 
 
+def test_start_up_objects_are_frozen_in_the_gui_thread_once_a_warm_up_is_done(
+        window, qtbot, monkeypatch):
+    """gc.freeze ran in the warm-up thread, at whatever moment of the GUI thread's work."""
+    import model.fast
+
+    monkeypatch.setattr(model.fast, "warm_up", lambda m: None)
+    frozen_in = []
+    monkeypatch.setattr(model_loading_module, "freeze_start_up_objects",
+                        lambda: frozen_in.append(threading.current_thread()))
+    window.open_model("tiny")  # the same model, loaded afresh: a new warm-up
+    qtbot.waitUntil(lambda: bool(frozen_in), timeout=5000)
+    assert set(frozen_in) == {threading.main_thread()}
+
+
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="Numba is not installed")
 def test_complete_pressed_while_the_kernels_still_compile_does_not_wait_for_them(
         window, qtbot, monkeypatch):
@@ -425,6 +474,7 @@ window.loader.loaded.connect(loop.quit)
 window.loader.failed.connect(loop.quit)
 loop.exec()
 wait_for_warm_ups(120)
+app.processEvents()  # the warm-up's "done", queued to this thread, which freezes them
 print(before, gc.get_freeze_count(), len(gc.get_objects()))
 """
 
