@@ -14,6 +14,8 @@ import numpy as np
 from PySide6.QtCore import Slot
 from PySide6.QtWidgets import QMessageBox
 
+from .device_choice import label_text
+
 STOP_WAIT_MS = 5000  # the longest an edit waits for a running completion to stop
 
 
@@ -99,7 +101,7 @@ class CompletionControl:
             self.gallery.show_candidates(self.runner.images, drawing.levels,
                                          classes=self.runner.class_labels, on_canvas=0)
         self.progress_label.setText(self._progress_text())
-        self.device_label.setText(self.runner.device_name)
+        self.device_label.setText(label_text(self.device_choice, self.runner.device_name))
         self.canvas.update()
 
     def _progress_text(self, finished: bool = False) -> str:
@@ -129,7 +131,7 @@ class CompletionControl:
         if self.run_candidates > 1:
             self.gallery.show_candidates(self.runner.images, drawing.levels, on_canvas=0)
         self.progress_label.setText(self._progress_text())
-        self.device_label.setText(self.runner.device_name)
+        self.device_label.setText(label_text(self.device_choice, self.runner.device_name))
         self.statusBar().showMessage(message)
         self.canvas.update()
 

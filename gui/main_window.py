@@ -27,7 +27,7 @@ from .file_actions import FileActions
 from .gallery import CandidateGallery
 from .insight import DistributionView
 from .looks_like import ClassPosteriorView, ClassPosteriorWatcher
-from .model_loading import ModelLoader
+from .model_loading import ModelLoader, warm_up_reports
 from .model_switching import ModelSwitching
 from .options import OptionsPanel
 from .tool_keys import ToolKeys
@@ -70,6 +70,7 @@ class MainWindow(FileActions, ModelSwitching, CompletionControl, WindowLayout, Q
         self.model = None
         self.model_name = ""
         self.loader = ModelLoader(self)
+        self.device_choice = None  # where completions run, and why (device_choice.py)
 
         self.canvas = PixelCanvas(self.undo_stack)
         self.setCentralWidget(self.canvas)
@@ -101,6 +102,7 @@ class MainWindow(FileActions, ModelSwitching, CompletionControl, WindowLayout, Q
         self.runner.failed.connect(self._completion_failed)
         self.loader.loaded.connect(self._model_loaded)
         self.loader.failed.connect(self._model_failed)
+        warm_up_reports().device_chosen.connect(self._device_chosen)
         self.undo_stack.cleanChanged.connect(self._update_title)
 
     # -- settings -----------------------------------------------------------------------

@@ -61,13 +61,19 @@ class ModelLoader(QObject):
 WARM_UP_THREAD = "kernel warm-up"
 
 
-def start_warm_up(model) -> None:
+def start_warm_up(model, choose_device: bool = False) -> None:
     """Load the sampler's kernels for `model` (or, at a new installation's first start,
     compile them for seconds) in a background thread while the user draws; nothing waits
-    for it. Once it is done, the GUI thread freezes the start-up objects."""
-    warm_ups = _WarmUpsDone.instance()
-    threading.Thread(target=warm_ups.run, args=(model,), name=WARM_UP_THREAD,
+    for it. Then, with `choose_device`, measure which device completes faster
+    (`device_chosen`). Once it is done, the GUI thread freezes the start-up objects."""
+    warm_ups = warm_up_reports()
+    threading.Thread(target=warm_ups.run, args=(model, choose_device), name=WARM_UP_THREAD,
                      daemon=True).start()
+
+
+def warm_up_reports() -> _WarmUpsDone:
+    """What the warm-ups report to the GUI thread: `device_chosen(model, DeviceChoice)`."""
+    return _WarmUpsDone.instance()
 
 
 def wait_for_warm_ups(seconds: float = 30.0) -> None:
@@ -96,6 +102,7 @@ class _WarmUpsDone(QObject):
     has somewhere to report."""
 
     finished = Signal()
+    device_chosen = Signal(object, object)  # the model, its model.devices.DeviceChoice
     _instance: _WarmUpsDone | None = None
 
     @classmethod
@@ -108,9 +115,16 @@ class _WarmUpsDone(QObject):
         super().__init__()
         self.finished.connect(self._freeze, Qt.ConnectionType.QueuedConnection)
 
-    def run(self, model) -> None:
+    def run(self, model, choose_device: bool) -> None:
         """In the warm-up thread."""
         warm_up_quietly(model)
+        if choose_device:
+            from model.devices import choice_for
+
+            try:
+                self.device_chosen.emit(model, choice_for(model))
+            except Exception as error:  # noqa: BLE001 - completions then measure for themselves
+                print(f"Measuring the devices failed: {error}", file=sys.stderr)
         self.finished.emit()
 
     @Slot()

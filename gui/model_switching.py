@@ -22,6 +22,7 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 from model.card import ModelFileError, read_card
 from model.registry import resolve_model
 
+from .device_choice import keep, label_text, recall
 from .document import Drawing, Snapshot, convert_snapshot
 from .file_actions import ask
 from .model_loading import start_warm_up
@@ -179,10 +180,23 @@ class ModelSwitching:
         looks_like.setVisible(cfg.num_classes > 0)  # only a class-conditional model has one
         looks_like.toggleViewAction().setEnabled(cfg.num_classes > 0)
         self._watch_posterior()
-        start_warm_up(model)  # the sampler's kernels, while the user draws
+        self.device_choice = recall(model, name, card)
+        self.device_label.setText(label_text(self.device_choice))
+        # The sampler's kernels, while the user draws; then the devices, if not known yet.
+        start_warm_up(model, choose_device=self.device_choice is None)
         if self.complete_when_loaded:
             self.complete_when_loaded = False
             self.complete()
+
+    @Slot(object, object)
+    def _device_chosen(self, model, choice) -> None:
+        """The warm-up measured the devices for `model`: keep the choice for next time."""
+        if model is not self.model:
+            return
+        self.device_choice = choice
+        keep(self.model_name, self.card, choice)
+        if not self.runner.is_running():
+            self.device_label.setText(label_text(choice))
 
     @Slot(str)
     def _model_failed(self, message: str) -> None:

@@ -22,6 +22,7 @@ from gui.image_io import load_image
 from gui.main_window import MainWindow
 from main import parse_arguments
 from model import complete, save_model
+from model.devices import DeviceChoice
 from model.fast import kernels
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -316,6 +317,7 @@ def test_hole_aware_completion_can_be_turned_off(window, qtbot):
 def test_a_gpu_out_of_memory_completes_on_the_cpu_with_a_message(window, qtbot, monkeypatch):
     gpu = FailingGPU(monkeypatch, cuda_out_of_memory(), fail_after=5)
     gpu.release = threading.Event()
+    window.device_choice = DeviceChoice("cuda", {"cpu": 0.05, "cuda": 0.01})  # the GPU won
     erase_bottom(window)
     before_values, before_known = window.canvas.drawing.snapshot()
     at_fallback = []
