@@ -17,9 +17,7 @@ from PySide6.QtWidgets import QWidget
 from .brush import brush_corners, clipped_rect, line_cells, on_image, set_cells
 from .canvas_layout import CellGrid
 from .document import Drawing, DrawingEdit, Snapshot
-
-# UNKNOWN_TONES is re-exported until tests/test_gif_export.py imports it from pixel_images.
-from .pixel_images import UNKNOWN_TONES, drawing_image  # noqa: F401
+from .pixel_images import drawing_image
 from .surprise_heatmap import SurpriseHeatmap
 
 TOOLS = ("pen", "eraser", "rect_erase", "erase_below")

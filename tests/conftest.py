@@ -209,8 +209,8 @@ class FailingGPU:
 
     def __init__(self, monkeypatch, error: Exception, fail_after: int | None = None):
         import model as model_package
-        from model.sampling import complete
         from model.devices import completion_device
+        from model.sampling import complete
         from model.task import Completion
 
         self.error, self.fail_after = error, fail_after

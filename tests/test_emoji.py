@@ -32,9 +32,7 @@ SHIPPED = dict(architecture="gated", channels=3, distribution="categorical", lev
                first_kernel_size=7, kernel_size=3)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_threaded(one_thread):
-    yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from conftest import answer, choose_model, erase_bottom
 from gui.animation import SCALE, Pace, PaceDialog, render
-from gui.canvas import UNKNOWN_TONES
+from gui.pixel_images import UNKNOWN_TONES
 
 PACE = Pace(seconds=2.0, frames_per_second=10, hold_seconds=3.0)  # 20 frames of 100 ms
 

@@ -17,7 +17,6 @@ from model.posterior import (
 )
 from model.rerank import rerank
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

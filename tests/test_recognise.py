@@ -12,7 +12,6 @@ from model import complete
 from model.posterior import class_posterior
 from model.training import recognise
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

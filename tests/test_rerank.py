@@ -22,7 +22,6 @@ from model.training import recognise
 from model.training.holes import WAYS, central_hole_known, measure_holes
 from model.training.holes import main as holes_main
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
