@@ -44,6 +44,14 @@ def save_tiny_digit_model(path):
     return save_model(tiny_digit_model(), path, data_mode="threshold", levels=2)
 
 
+@pytest.fixture
+def tiny(tmp_path):
+    """A saved tiny binary model: (the model, its .safetensors path)."""
+    network = tiny_model()
+    weights, _ = save_model(network, tmp_path / "models" / "tiny")
+    return network, weights
+
+
 @pytest.fixture(autouse=True)
 def private_settings(tmp_path_factory):
     """Tests never read or write the user's real settings."""
@@ -120,6 +128,19 @@ def window(qtbot, tmp_path, monkeypatch):
 def tiny_files(tmp_path, monkeypatch):
     """A tiny model saved as if bundled (8x8, 3 classes); yields its directory."""
     return bundle(tmp_path, monkeypatch, tiny=tiny_model(height=8, width=8, num_classes=3))
+
+
+@pytest.fixture
+def tiny_window(qtbot, tiny_files):
+    """A shown window on the one tiny model bundled (8x8, 3 classes); the app tests take it
+    as their `window`."""
+    from gui.main_window import MainWindow
+
+    w = MainWindow("tiny")
+    w.show()
+    yield w
+    close(w)
+    assert not w.runner.is_running()
 
 
 def answer(qtbot, choice: str, tries: int = 500) -> list[list[str]]:
