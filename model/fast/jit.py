@@ -14,7 +14,7 @@ except ImportError:  # pragma: no cover - exercised where numba is absent
 AVAILABLE = numba is not None
 # PIXELCNN_PLAIN_TILES=1 computes the tiles' products with plain Numba loops instead of the
 # LLVM IR of tiles.py: the same sums, slower. For a Numba release whose internals the IR no longer
-# fits, and as the specification the IR is tested against (tests/test_fast_sampler.py).
+# fits, and as the specification the IR is tested against (tests/test_compiled_kernels.py).
 PLAIN_TILES = os.environ.get("PIXELCNN_PLAIN_TILES", "") not in ("", "0")
 
 
