@@ -1,11 +1,13 @@
 """Choosing how training runs (eager or compiled, fp32 or bf16) by timing it on this host."""
 
+import pytest
 import torch
 
 from model import build_model
 from model.config import ModelConfig
 from model.training import engine as train_engine
 from model.training.engine import Engine, candidates, choose_engine
+from model.training.evaluate import UsageError
 
 TINY = ModelConfig(architecture="gated", channels=1, distribution="bernoulli", levels=2,
                    height=8, width=8, layers=1, hidden_channels=4, first_kernel_size=3,
@@ -51,3 +53,22 @@ def test_timing_picks_the_fastest_skips_a_failing_engine_and_trains_nothing(monk
     assert any("failed (RuntimeError: no C compiler)" in line for line in said)
     for key, tensor in model.state_dict().items():
         assert torch.equal(tensor, before[key]), key
+
+
+def test_a_forced_compile_that_cannot_build_says_how_to_fix_it(monkeypatch):
+    model = build_model(TINY).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def failing_step(model, scorer, x, labels, steps):
+        raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\ndetail")
+
+    monkeypatch.setattr(train_engine, "step_seconds", failing_step)
+    x = torch.randint(0, 2, (4, 1, 8, 8))
+    with pytest.raises(UsageError, match=r"install a C\+\+ compiler and Python's headers "
+                                         r"\(on Debian: g\+\+ python3-dev\)"):
+        choose_engine(model, x, None, [Engine(True, "fp32")])
+    for key, tensor in model.state_dict().items():
+        assert torch.equal(tensor, before[key]), key
+    # An eager engine asked for is not tried first: nothing can fail to build.
+    engine, _, timings = choose_engine(model, x, None, [Engine(False, "fp32")])
+    assert engine == Engine(False, "fp32") and timings == []

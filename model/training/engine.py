@@ -16,7 +16,7 @@ import torch
 
 from ..base import ImageModel
 from ..distributions import nll_nats
-from .evaluate import Float32Logits
+from .evaluate import Float32Logits, UsageError
 
 PRECISIONS = ("auto", "bf16", "fp32")
 COMPILE_CHOICES = ("auto", "on", "off")
@@ -88,6 +88,25 @@ def step_seconds(model: ImageModel, scorer: Float32Logits, x: torch.Tensor, labe
     return time.perf_counter() - started
 
 
+def forced_scorer(model: ImageModel, engine: Engine, x: torch.Tensor, labels,
+                  saved: dict) -> Float32Logits:
+    """The scorer of the one engine asked for; a compiled one is tried on a step first, so
+    that a host where torch.compile cannot build says so in a sentence, not a traceback."""
+    scorer = scorer_for(model, engine)
+    if engine.compiled:
+        try:
+            step_seconds(model, scorer, x, labels, 1)
+        except Exception as error:  # noqa: BLE001 - whatever the compiler's failure is
+            raise UsageError(
+                f"torch.compile cannot train on this host ({type(error).__name__}: "
+                f"{str(error).splitlines()[0][:200]}). It builds C++ code: install a C++ "
+                "compiler and Python's headers (on Debian: g++ python3-dev), or train with "
+                "--compile off (or auto, which keeps what works).") from error
+        finally:
+            model.load_state_dict(saved)
+    return scorer
+
+
 @dataclass
 class Timing:
     engine: Engine
@@ -100,9 +119,9 @@ def choose_engine(model: ImageModel, x: torch.Tensor, labels, engines: list[Engi
                   say: Callable[[str], None] = print) -> tuple[Engine, Float32Logits, list]:
     """Time each engine on the batch (x, labels) and return the fastest with its scorer and
     every timing. The model's weights are restored afterwards: timing trains nothing."""
-    if len(engines) == 1:
-        return engines[0], scorer_for(model, engines[0]), []
     saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if len(engines) == 1:
+        return engines[0], forced_scorer(model, engines[0], x, labels, saved), []
     timings, scorers = [], {}
     for engine in engines:
         started = time.perf_counter()
