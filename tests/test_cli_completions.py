@@ -19,6 +19,7 @@ from test_image_io import solid_png
 import model.cli
 from conftest import tiny_model
 from model import complete, save_model
+from model.devices import available_devices
 from model.images import load_image
 from model.posterior import class_posterior
 from model.rerank import rerank
@@ -170,6 +171,10 @@ def test_folders_of_inputs_and_masks_pair_them_by_name(tmp_path, tiny, capsys):
     assert [c["pixels_completed"] for c in summary["completions"]] == [0, 2 * W]
     assert summary["model"] == str(weights) and summary["sampler"] == "fast"
     assert summary["device"] == "cpu" and summary["seconds"] > 0
+    if available_devices() == ["cpu"]:
+        assert summary["device_reason"] == "the only device"
+    else:
+        assert summary["device_reason"].startswith("fastest measured (")
     np.testing.assert_array_equal(read_levels(out / "a.png"), first)
     np.testing.assert_array_equal(read_levels(out / "b.png")[:4], second[:4])
 
