@@ -1,8 +1,8 @@
 """The "Looks like" panel: p(class | what is drawn) for a class-conditional model, kept up to
 date while the person draws.
 
-The posterior (model.posterior) costs one batched forward pass, tens of milliseconds: far
-too long for the GUI thread between two mouse moves. So a watcher computes it in a
+The posterior (model.posterior) costs one batched forward pass, tens to hundreds of
+milliseconds: far too long for the GUI thread between two mouse moves. So a watcher computes it in a
 background thread, at most one at a time, on a copy of the drawing taken a short moment
 after it changed: during a stroke it follows the drawing a few times a second, after the
 stroke it catches up with the last change, and a stroke never waits for it.
@@ -10,7 +10,9 @@ stroke it catches up with the last change, and a stroke never waits for it.
 
 from __future__ import annotations
 
+import sys
 import threading
+import time
 
 import numpy as np
 from PySide6.QtCore import QObject, QRectF, Qt, QTimer, Signal, Slot
@@ -18,6 +20,17 @@ from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import QWidget
 
 SETTLE_MS = 120  # how long after a change the drawing is read (a stroke changes it often)
+# Once the panel is in use and its posterior is slow, a thread of its own compiles a faster
+# one (model.posterior_scorer), for seconds of CPU; the tests switch that off, but for theirs.
+PREPARE_FAST_SCORER = True
+SCORER_THREAD = "posterior compile"
+
+
+def prepare_quietly(scorer) -> None:
+    try:
+        scorer.prepare()
+    except Exception as error:  # noqa: BLE001 - the panel keeps the exact posterior
+        print(f"Preparing the fast class posterior failed: {error}", file=sys.stderr)
 
 
 class ClassPosteriorWatcher(QObject):
@@ -80,12 +93,18 @@ class ClassPosteriorWatcher(QObject):
         self._worker.start()
 
     def _compute(self, model, values, known, generation: int) -> None:
-        from model.posterior import class_posterior
+        from model.posterior_scorer import WORTH_COMPILING_S, scorer_for
 
+        scorer = scorer_for(model)
+        started = time.perf_counter()
         try:
-            posterior = class_posterior(model, values, known)
+            posterior = scorer(values, known)
         except Exception:  # noqa: BLE001 - a panel shows nothing rather than fail the app
             posterior = None
+        slow = time.perf_counter() - started > WORTH_COMPILING_S
+        if posterior is not None and slow and PREPARE_FAST_SCORER and scorer.claim():
+            threading.Thread(target=prepare_quietly, args=(scorer,), name=SCORER_THREAD,
+                             daemon=True).start()
         self._finished.emit(posterior, generation)
 
     @Slot(object, int)

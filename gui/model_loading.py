@@ -77,13 +77,15 @@ def warm_up_reports() -> _WarmUpsDone:
 
 
 def wait_for_warm_ups(seconds: float = 30.0) -> None:
-    """Let the background kernel warm-ups finish (waiting at most `seconds` in all). Called
-    before the process exits: a warm-up cut off at exit inside a kernel (then one of Numba's
-    parallel regions) aborted the packaged app ("terminate called without an active
-    exception")."""
+    """Let the background kernel warm-ups and the Looks-like panel's compile finish (waiting
+    at most `seconds` in all). Called before the process exits: a warm-up cut off at exit
+    inside a kernel (then one of Numba's parallel regions, or PyTorch's) aborted the process
+    ("terminate called without an active exception")."""
+    from .looks_like import SCORER_THREAD
+
     deadline = time.monotonic() + seconds
     for thread in threading.enumerate():
-        if thread.name == WARM_UP_THREAD:
+        if thread.name in (WARM_UP_THREAD, SCORER_THREAD):
             thread.join(max(0.0, deadline - time.monotonic()))
 
 

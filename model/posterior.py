@@ -48,12 +48,9 @@ def prefix_mask(known) -> np.ndarray:
     return prefix.reshape(known.shape)
 
 
-def class_log_likelihoods(model: ImageModel, image, known=None) -> np.ndarray:
-    """log p(prefix | class) for every class, float64 nats, (num_classes,): one forward pass
-    over the prefix's rows, one image per class, on the model's device.
-
-    `image` is (C, H, W) levels ((H, W) for one channel); unknown pixels may hold anything
-    (they are zeroed, and no logit of the prefix depends on them)."""
+def scoring_inputs(model: ImageModel, image, known=None) -> tuple[np.ndarray, np.ndarray]:
+    """The (C, H, W) levels a posterior is computed from, unknown pixels zeroed (no logit of
+    the prefix depends on them), and the prefix mask; checked against the model."""
     c = model.config
     if c.num_classes == 0:
         raise ValueError("This model has no classes to infer.")
@@ -65,24 +62,47 @@ def class_log_likelihoods(model: ImageModel, image, known=None) -> np.ndarray:
         raise ValueError(f"An image of shape {image.shape} with a known-pixel mask of shape "
                          f"{known.shape} does not fit a model for {c.channels}x{c.height}x"
                          f"{c.width} images.")
-    prefix = prefix_mask(known)
+    values = np.ascontiguousarray(np.where(known[None], image, 0))
+    return values, prefix_mask(known)
+
+
+def one_image_per_class(model: ImageModel, values: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch a posterior runs: `values` (C, rows, W) once for every class, and the labels."""
+    c = model.config
+    device = next(model.parameters()).device
+    x = torch.from_numpy(values).long().to(device)[None].expand(c.num_classes, -1, -1, -1)
+    return x, torch.arange(c.num_classes, device=device)
+
+
+def prefix_log_likelihoods(model: ImageModel, logits: torch.Tensor, x: torch.Tensor,
+                           prefix: np.ndarray) -> np.ndarray:
+    """log p(prefix | class) per class from the logits of the first rows of x, float64."""
+    if not logits.is_floating_point() or logits.dtype.itemsize < 4:  # bf16 from autocast
+        logits = logits.float()
+    nats = nats_of_values(model.config.distribution, logits, x)
+    nats = nats.double().sum(1).cpu().numpy()  # (classes, rows, W)
+    rows = nats.shape[1]
+    return -(nats * prefix[:rows]).reshape(len(nats), -1).sum(1)
+
+
+def class_log_likelihoods(model: ImageModel, image, known=None) -> np.ndarray:
+    """log p(prefix | class) for every class, float64 nats, (num_classes,): one forward pass
+    over the prefix's rows, one image per class, on the model's device.
+
+    `image` is (C, H, W) levels ((H, W) for one channel); unknown pixels may hold anything
+    (they are zeroed, and no logit of the prefix depends on them)."""
+    values, prefix = scoring_inputs(model, image, known)
     rows = int(np.flatnonzero(prefix.any(1)).max() + 1) if prefix.any() else 0
     if rows == 0:
-        return np.zeros(c.num_classes)
-    device = next(model.parameters()).device
-    values = np.where(known[None], image, 0)[:, :rows]
-    x = torch.from_numpy(np.ascontiguousarray(values)).long().to(device)
-    x = x[None].expand(c.num_classes, -1, -1, -1)
-    labels = torch.arange(c.num_classes, device=device)
+        return np.zeros(model.config.num_classes)
+    x, labels = one_image_per_class(model, np.ascontiguousarray(values[:, :rows]))
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            nats = nats_of_values(c.distribution, model.top_rows_logits(x, labels), x)
-            nats = nats.double().sum(1).cpu().numpy()  # (classes, rows, W)
+            return prefix_log_likelihoods(model, model.top_rows_logits(x, labels), x, prefix)
     finally:
         model.train(was_training)
-    return -(nats * prefix[:rows]).reshape(c.num_classes, -1).sum(1)
 
 
 def class_posterior(model: ImageModel, image, known=None) -> np.ndarray:

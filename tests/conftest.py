@@ -1,6 +1,8 @@
 import gzip
 import os
+import shutil
 import struct
+import sysconfig
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,11 @@ import torch
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from model import ModelConfig, build_model, save_model  # noqa: E402
+
+# torch.compile's CPU code is C++ built against Python's headers (g++, python3-dev on Debian).
+needs_a_cpp_compiler = pytest.mark.skipif(
+    not (shutil.which("g++") and Path(sysconfig.get_paths()["include"], "Python.h").exists()),
+    reason="torch.compile needs a C++ compiler and Python's headers")
 
 
 def tiny_config(**overrides) -> ModelConfig:
@@ -60,6 +67,13 @@ def private_settings(tmp_path_factory):
     folder = tmp_path_factory.mktemp("settings")
     QSettings.setDefaultFormat(QSettings.Format.IniFormat)
     QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(folder))
+
+
+@pytest.fixture(autouse=True)
+def no_posterior_compiles(monkeypatch):
+    """The Looks-like panel compiles a faster posterior for a slow model: seconds of CPU per
+    window with a real model. Only the tests of that compile let it happen."""
+    monkeypatch.setattr("gui.looks_like.PREPARE_FAST_SCORER", False)
 
 
 @pytest.fixture(autouse=True)

@@ -59,10 +59,14 @@ def test_hole_aware_timing_covers_sampling_and_scoring(tmp_path, capsys):
 
 
 def test_posterior_timing_covers_the_whole_image_and_its_top_half(tmp_path, capsys):
+    """Exact, and as the Looks-like panel computes it (a tiny model: exact there too)."""
     weights, _ = save_model(tiny_model(height=8, width=8, num_classes=3), tmp_path / "tiny")
     result = run_json(capsys, "--model", weights, "--posterior", "--repeats", 2)
     assert result["classes"] == 3
     assert 0 < result["whole_image_seconds"] and 0 < result["top_half_seconds"]
+    assert 0 < result["panel_whole_image_seconds"] and 0 < result["panel_top_half_seconds"]
+    assert result["panel_engine"] == "exact fp32"
+    assert "nothing worth compiling" in result["panel_reason"]
     unconditional, _ = save_model(tiny_model(height=8, width=8), tmp_path / "plain")
     with pytest.raises(SystemExit, match="needs a class-conditional model"):
         bench.main(["--model", str(unconditional), "--posterior"])

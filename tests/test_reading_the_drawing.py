@@ -149,6 +149,39 @@ def test_a_stroke_never_waits_for_the_posterior(window, qtbot, monkeypatch):
     np.testing.assert_array_equal(calls[-1], canvas.drawing.values)
 
 
+def test_a_slow_posterior_gets_a_compiled_one_prepared_once_in_its_own_thread(
+        window, qtbot, monkeypatch):
+    """The panel's first slow posterior sets one thread preparing a faster one
+    (model.posterior_scorer); the panel meanwhile stays exact, and exiting waits for it."""
+    from gui.model_loading import wait_for_warm_ups
+    from model import posterior_scorer
+
+    monkeypatch.setattr(looks_like_module, "PREPARE_FAST_SCORER", True)
+    monkeypatch.setattr(posterior_scorer, "WORTH_COMPILING_S", -1.0)  # every pass is slow
+    prepared, release = [], threading.Event()
+
+    def prepare(scorer):
+        prepared.append(threading.current_thread().name)
+        release.wait(5)
+        return "exact: a test"
+    monkeypatch.setattr(posterior_scorer.PosteriorScorer, "prepare", prepare)
+    canvas = window.canvas
+    drag(qtbot, canvas, [(1, 2), (1, 9)])
+    qtbot.waitUntil(lambda: prepared == [looks_like_module.SCORER_THREAD], timeout=5000)
+    drag(qtbot, canvas, [(3, 2), (3, 9)])
+    drawing = canvas.drawing
+    expected = class_posterior(window.model, drawing.values, drawing.known_for_completion())
+    qtbot.waitUntil(lambda: np.allclose(window.looks_like.posterior, expected), timeout=5000)
+    assert prepared == [looks_like_module.SCORER_THREAD]
+    waiter = threading.Thread(target=wait_for_warm_ups)
+    waiter.start()
+    waiter.join(0.3)
+    assert waiter.is_alive()  # exiting waits for the preparation ...
+    release.set()
+    waiter.join(5)
+    assert not waiter.is_alive()  # ... until it is done
+
+
 def test_looks_like_is_hidden_for_a_model_without_classes(qtbot, tmp_path, monkeypatch):
     w = open_window(qtbot, tmp_path, monkeypatch, num_classes=0)
     assert not w.docks["Looks like"].isVisible()

@@ -3,15 +3,12 @@ synthetic MNIST files and a tiny model."""
 
 import json
 import math
-import shutil
-import sysconfig
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import write_mnist
+from conftest import needs_a_cpp_compiler, write_mnist
 from model import load_model, read_card, save_model
 from model.training import evaluate, train
 
@@ -228,12 +225,6 @@ def test_a_budget_cut_run_ends_with_the_learning_rate_annealed(mnist_dir, tmp_pa
     checkpoint = torch.load(tmp_path / "cut-checkpoints" / "last.pt", weights_only=True)
     assert checkpoint["step"] < 1000 * 4
     assert checkpoint["scheduler"]["position"] == 1.0
-
-
-# torch.compile's CPU code is C++ built against Python's headers (g++, python3-dev on Debian).
-needs_a_cpp_compiler = pytest.mark.skipif(
-    not (shutil.which("g++") and Path(sysconfig.get_paths()["include"], "Python.h").exists()),
-    reason="torch.compile needs a C++ compiler and Python's headers")
 
 
 @needs_a_cpp_compiler

@@ -170,9 +170,12 @@ def time_core_scaling(model, repeats: int, rounds: int = 3) -> dict:
 
 
 def time_posterior(model, repeats: int) -> dict:
-    """Median seconds of p(class | known pixels) (model/posterior.py) of a digit-like image,
-    every pixel known and with its bottom half unknown (only the rows above are run)."""
+    """Median seconds of p(class | known pixels) of a digit-like image, every pixel known and
+    with its bottom half unknown: exactly (model/posterior.py, only the rows above the
+    unknown ones are run), and as the app's Looks-like panel computes it
+    (model/posterior_scorer.py, prepared first: compiled where that was timed faster)."""
     from ..posterior import class_posterior
+    from ..posterior_scorer import PosteriorScorer
 
     if not model.config.num_classes:
         raise SystemExit("--posterior needs a class-conditional model.")
@@ -181,14 +184,21 @@ def time_posterior(model, repeats: int) -> dict:
     image[:, cfg.height // 4:3 * cfg.height // 4, cfg.width // 2 - 1:cfg.width // 2 + 2] = 1
     top_half = np.ones((cfg.height, cfg.width), bool)
     top_half[cfg.height // 2:] = False
-    result = {"classes": cfg.num_classes}
-    for name, known in (("whole_image", None), ("top_half", top_half)):
-        seconds = []
-        for _ in range(repeats + 1):  # the first run starts the threads up: not counted
-            start = time.perf_counter()
-            class_posterior(model, image, known)
-            seconds.append(time.perf_counter() - start)
-        result[f"{name}_seconds"] = round(statistics.median(seconds[1:]), 4)
+    scorer = PosteriorScorer(model)
+    started = time.perf_counter()
+    reason = scorer.prepare()
+    result = {"classes": cfg.num_classes, "panel_engine": scorer.engine, "panel_reason": reason,
+              "panel_prepare_seconds": round(time.perf_counter() - started, 1)}
+    ways = {"": lambda known: class_posterior(model, image, known),
+            "panel_": lambda known: scorer(image, known)}
+    for prefix, posterior in ways.items():
+        for name, known in (("whole_image", None), ("top_half", top_half)):
+            seconds = []
+            for _ in range(repeats + 1):  # the first run starts the threads up: not counted
+                start = time.perf_counter()
+                posterior(known)
+                seconds.append(time.perf_counter() - start)
+            result[f"{prefix}{name}_seconds"] = round(statistics.median(seconds[1:]), 4)
     return result
 
 

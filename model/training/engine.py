@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from ..base import ImageModel
+from ..devices import bf16_is_native
 from ..distributions import nll_nats
 from .evaluate import Float32Logits, UsageError
 
@@ -36,20 +37,6 @@ class Engine:
 
     def __str__(self) -> str:
         return f"{'compiled' if self.compiled else 'eager'} {self.precision}"
-
-
-def cpu_has_fast_bf16() -> bool:
-    # Without AVX-512 (e.g. AVX2 only) oneDNN emulates bf16: measured 2.6x slower than fp32.
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def bf16_is_native(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and cpu_has_fast_bf16()
 
 
 def candidates(compile_choice: str, precision: str, device: torch.device) -> list[Engine]:
