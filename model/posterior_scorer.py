@@ -105,12 +105,12 @@ class PosteriorScorer:
         c = model.config
         image = np.zeros((c.channels, c.height, c.width), np.int64)
         image[:, c.height // 4:3 * c.height // 4, c.width // 2 - 1:c.width // 2 + 2] = 1
-        exact = median_seconds(lambda: posterior.class_posterior(model, image))
-        self.timings["exact fp32"] = exact
         if next(model.parameters()).device.type != "cpu":
             return "exact: the model runs on an accelerator"
         if getattr(sys, "frozen", False):
             return "exact: a packaged app does not compile"
+        exact = median_seconds(lambda: posterior.class_posterior(model, image))
+        self.timings["exact fp32"] = exact
         if exact < WORTH_COMPILING_S:
             return f"exact: {exact * 1000:.0f} ms leaves nothing worth compiling"
         bf16 = bf16_is_native(torch.device("cpu"))
