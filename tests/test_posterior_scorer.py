@@ -45,6 +45,28 @@ def timed(monkeypatch, exact: float, compiled: float):
     monkeypatch.setattr(posterior_scorer, "median_seconds", fake_median_seconds)
 
 
+def test_the_gate_through_exp_is_the_gate_without_overflow():
+    from model.gated import gate, gate_through_exp
+
+    x = torch.cat([torch.linspace(-120, 120, 4001), torch.randn(4001)]).reshape(1, 2, -1)
+    torch.testing.assert_close(gate_through_exp(x), gate(x), rtol=0, atol=2e-7)
+    assert torch.isfinite(gate_through_exp(x)).all()
+
+
+@pytest.mark.parametrize("arch", ["gated", "pixelcnn"])
+def test_the_copy_for_compiled_inference_computes_the_same_logits(arch):
+    model = tiny_model(architecture=arch, num_classes=4, distribution="categorical", levels=3,
+                       channels=3, hidden_channels=6).train()
+    copy = model.for_compiled_inference()
+    assert copy is not model and not copy.training and model.training
+    assert all(not hasattr(layer, "gate") or layer.gate.__name__ == "gate"
+               for layer in getattr(model, "layers", []))  # this model is left as it was
+    x = torch.from_numpy(digit_like(model))[None].expand(4, -1, -1, -1)
+    with torch.inference_mode():
+        torch.testing.assert_close(copy(x, torch.arange(4)), model.eval()(x, torch.arange(4)),
+                                   rtol=1e-5, atol=1e-5)
+
+
 def test_an_unprepared_scorer_is_the_exact_posterior():
     model = tiny_model(num_classes=4)
     image = digit_like(model)
