@@ -143,4 +143,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = main()
+    if "gui.model_loading" in sys.modules:  # the window ran: it may have work in the background
+        from gui.model_loading import exit_process
+
+        exit_process(exit_code)
+    sys.exit(exit_code)

@@ -5,10 +5,12 @@ own, reporting back to the GUI thread through queued signals."""
 from __future__ import annotations
 
 import gc
+import os
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 
@@ -77,16 +79,29 @@ def warm_up_reports() -> _WarmUpsDone:
 
 
 def wait_for_warm_ups(seconds: float = 30.0) -> None:
-    """Let the background kernel warm-ups and the Looks-like panel's compile finish (waiting
-    at most `seconds` in all). Called before the process exits: a warm-up cut off at exit
-    inside a kernel (then one of Numba's parallel regions, or PyTorch's) aborted the process
-    ("terminate called without an active exception")."""
-    from .looks_like import SCORER_THREAD
-
+    """Let the background kernel warm-ups finish (waiting at most `seconds` in all). Called
+    before the process exits: a warm-up cut off at exit inside a kernel (then one of Numba's
+    parallel regions) aborted the packaged app ("terminate called without an active
+    exception")."""
     deadline = time.monotonic() + seconds
     for thread in threading.enumerate():
-        if thread.name in (WARM_UP_THREAD, SCORER_THREAD):
+        if thread.name == WARM_UP_THREAD:
             thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def exit_process(code: int) -> NoReturn:
+    """End the app's process. The Looks-like panel's compile (gui/looks_like.py) may still
+    be running: it cannot be stopped, takes seconds, and a process that exits normally
+    around PyTorch's busy threads aborts ("terminate called without an active exception").
+    Then the process ends at once instead, skipping the interpreter's clean-up: by now the
+    window is closed and the settings are written."""
+    from .looks_like import SCORER_THREAD
+
+    if any(thread.name == SCORER_THREAD for thread in threading.enumerate()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def warm_up_quietly(model) -> None:
