@@ -82,6 +82,11 @@ def _problems(c: ModelConfig) -> list[str]:
         problems.append(
             f"hidden_channels ({c.hidden_channels}) must be a positive multiple of channels"
         )
+    elif c.architecture == "pixelcnn" and c.hidden_channels % (2 * c.channels):
+        problems.append(  # the residual blocks' bottleneck is half of them
+            f"hidden_channels ({c.hidden_channels}) of the classic PixelCNN must be a multiple "
+            f"of {2 * c.channels}"
+        )
     for name in ("first_kernel_size", "kernel_size"):
         k = getattr(c, name)
         if k < 1 or k % 2 == 0:

@@ -1,6 +1,6 @@
 """The classic PixelCNN of the tutorial (van den Oord et al. 2016, "Pixel Recurrent
-Neural Networks", section 3.4): a 7x7 mask-A convolution, residual blocks of mask-B
-convolutions, and 1x1 mask-B output layers.
+Neural Networks", section 3.4): a 7x7 mask-A convolution to 2h channels, residual blocks
+of mask-B convolutions through an h-channel bottleneck, and 1x1 mask-B output layers.
 
 Stacked square masked kernels never see a triangle of pixels above and to the right:
 the "blind spot" that the gated model removes. It is kept as the teaching reference.
@@ -17,17 +17,20 @@ from .masked import MaskedConv2d, output_head
 
 
 class ResidualBlock(nn.Module):
-    """ReLU, 1x1, ReLU, kxk, ReLU, 1x1 (all mask B), added back onto the input."""
+    """The paper's block (figure 5): ReLU, 1x1 from 2h channels down to h, ReLU, kxk on h,
+    ReLU, 1x1 back up to 2h (all mask B), added back onto the input. The bottleneck puts
+    the costly kxk convolution on half the channels."""
 
     def __init__(self, channels: int, kernel_size: int, colours: int):
         super().__init__()
+        inner = channels // 2
         self.body = nn.Sequential(
             nn.ReLU(),
-            MaskedConv2d(channels, channels, 1, "B", colours),
+            MaskedConv2d(channels, inner, 1, "B", colours),
             nn.ReLU(),
-            MaskedConv2d(channels, channels, kernel_size, "B", colours),
+            MaskedConv2d(inner, inner, kernel_size, "B", colours),
             nn.ReLU(),
-            MaskedConv2d(channels, channels, 1, "B", colours),
+            MaskedConv2d(inner, channels, 1, "B", colours),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -107,3 +107,13 @@ def test_classic_pixelcnn_has_the_blind_spot_and_the_gated_model_does_not():
     # The classic model does see further to the right higher up: it is a blind spot,
     # not a narrow field of view.
     assert classic[i - 3, j + 3] != 0
+
+
+def test_the_classic_residual_block_runs_its_kxk_convolution_on_half_the_channels():
+    """PixelRNN's figure 5: 2h channels, 1x1 down to h, kxk on h, 1x1 back up to 2h."""
+    model = tiny_model(architecture="pixelcnn", hidden_channels=12, channels=3,
+                       distribution="categorical")
+    down, middle, up = (layer for layer in model.blocks[0].body if hasattr(layer, "weight"))
+    assert (down.in_channels, down.out_channels, down.kernel_size) == (12, 6, (1, 1))
+    assert (middle.in_channels, middle.out_channels, middle.kernel_size) == (6, 6, (3, 3))
+    assert (up.in_channels, up.out_channels, up.kernel_size) == (6, 12, (1, 1))

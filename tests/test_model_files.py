@@ -82,6 +82,8 @@ def test_config_that_is_not_json(saved):
     (lambda c: c.update(layers=True), "'layers' must be int, not bool"),
     (lambda c: c.update(extra=1), "unknown key\\(s\\): extra"),
     (lambda c: c.update(channels=2), "channels must be 1 or 3"),
+    (lambda c: c.update(architecture="pixelcnn", hidden_channels=9),
+     "hidden_channels \\(9\\) of the classic PixelCNN must be a multiple of 2"),
 ])
 def test_config_with_missing_or_mistyped_keys(saved, change, message):
     _, weights, card = saved

@@ -49,7 +49,8 @@ PLAN = (
                              "--batch-size", "64", "--lr", "1e-3", "--epochs", "3000",
                              "--hflip"), mnist=False),
     # The protocol of the literature: stochastically binarized, no classes, the classic
-    # PixelCNN's residual blocks.
+    # PixelCNN: 15 residual blocks of 32 channels through 16-channel bottlenecks, the shape
+    # that reached 81.45 nats in published reproductions after about a hundred epochs.
     Job("digits-bernoulli", 1.5, ("--mode", "bernoulli", "--architecture", "pixelcnn",
                                   "--layers", "15", "--hidden-channels", "32",
                                   "--num-classes", "0", "--batch-size", "128", "--lr", "1e-3",
