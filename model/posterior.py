@@ -66,10 +66,12 @@ def scoring_inputs(model: ImageModel, image, known=None) -> tuple[np.ndarray, np
     return values, prefix_mask(known)
 
 
-def one_image_per_class(model: ImageModel, values: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """The batch a posterior runs: `values` (C, rows, W) once for every class, and the labels."""
+def one_image_per_class(model: ImageModel, values: np.ndarray,
+                        device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch a posterior runs: `values` (C, rows, W) once for every class, and the labels,
+    on `device` (default: the model's)."""
     c = model.config
-    device = next(model.parameters()).device
+    device = next(model.parameters()).device if device is None else device
     x = torch.from_numpy(values).long().to(device)[None].expand(c.num_classes, -1, -1, -1)
     return x, torch.arange(c.num_classes, device=device)
 

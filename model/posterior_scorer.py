@@ -28,6 +28,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -56,6 +57,35 @@ def uniform(model: ImageModel) -> np.ndarray:
     return np.full(k, 1.0 / k)
 
 
+@dataclass(frozen=True)
+class CompiledPass:
+    """The logits of every class and every row of an image, compiled for the CPU (where the
+    copy it runs lives, whatever device the model moves to later)."""
+
+    run: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    autocast: torch.dtype | None
+
+    def log_likelihoods(self, model: ImageModel, values: np.ndarray,
+                        prefix: np.ndarray) -> np.ndarray:
+        x, labels = posterior.one_image_per_class(model, values, torch.device("cpu"))
+        with torch.inference_mode(), autocast_to(self.autocast):
+            logits = self.run(x, labels)
+        return posterior.prefix_log_likelihoods(model, logits, x, prefix)
+
+
+def compile_pass(model: ImageModel, autocast: torch.dtype | None,
+                 values: np.ndarray) -> CompiledPass:
+    """Compiled (and run once) here, under COMPILE_SETTINGS, not at the first drawing."""
+    import torch._inductor.config as inductor_config
+
+    settings = {k: v for k, v in COMPILE_SETTINGS.items() if hasattr(inductor_config, k)}
+    run = torch.compile(model.for_compiled_inference().top_rows_logits, dynamic=False)
+    x, labels = posterior.one_image_per_class(model, values, torch.device("cpu"))
+    with inductor_config.patch(settings), torch.inference_mode(), autocast_to(autocast):
+        run(x, labels)
+    return CompiledPass(run, autocast)
+
+
 class PosteriorScorer:
     """p(class | the known pixels before the first unknown one), callable from any thread."""
 
@@ -64,8 +94,7 @@ class PosteriorScorer:
         self.engine = "exact fp32"
         self.reason = "not measured"
         self.timings: dict[str, float] = {}  # engine -> median seconds of a whole image
-        self._compiled: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
-        self._autocast: torch.dtype | None = None
+        self._compiled: CompiledPass | None = None
         self._prepared = threading.Lock()
         self._done = False
         self._claimed = False
@@ -84,13 +113,7 @@ class PosteriorScorer:
         values, prefix = posterior.scoring_inputs(self.model, image, known)
         if not prefix.any():
             return uniform(self.model)
-        return posterior.normalised(self._log_likelihoods(compiled, values, prefix))
-
-    def _log_likelihoods(self, run, values: np.ndarray, prefix: np.ndarray) -> np.ndarray:
-        x, labels = posterior.one_image_per_class(self.model, values)
-        with torch.inference_mode(), autocast_to(self._autocast):
-            logits = run(x, labels)
-        return posterior.prefix_log_likelihoods(self.model, logits, x, prefix)
+        return posterior.normalised(compiled.log_likelihoods(self.model, values, prefix))
 
     def prepare(self) -> str:
         """Compile and time once (later calls return at once); returns why the engine is the
@@ -116,36 +139,19 @@ class PosteriorScorer:
             return f"exact: {exact * 1000:.0f} ms leaves nothing worth compiling"
         bf16 = bf16_is_native(torch.device("cpu"))
         name = f"compiled {'bf16' if bf16 else 'fp32'}"
-        autocast = torch.bfloat16 if bf16 else None
         values, prefix = posterior.scoring_inputs(model, image)
         try:
-            compiled = compile_logits(model, autocast, values)
-            self._autocast = autocast
-            fast = median_seconds(lambda: self._log_likelihoods(compiled, values, prefix))
+            compiled = compile_pass(model, torch.bfloat16 if bf16 else None, values)
+            fast = median_seconds(lambda: compiled.log_likelihoods(model, values, prefix))
         except Exception as error:  # noqa: BLE001 - no C++ compiler, headers, ...
-            self._autocast = None
-            return f"exact: compiling failed ({type(error).__name__}: " \
-                   f"{str(error).splitlines()[0][:120] if str(error) else ''})"
+            first_line = str(error).splitlines()[0][:120] if str(error) else ""
+            return f"exact: compiling failed ({type(error).__name__}: {first_line})"
         self.timings[name] = fast
         if fast >= exact:
-            self._autocast = None
             return f"exact: {exact * 1000:.0f} ms, {name} {fast * 1000:.0f} ms"
         self.engine = name
         self._compiled = compiled
         return f"{name}: {fast * 1000:.0f} ms, exact {exact * 1000:.0f} ms"
-
-
-def compile_logits(model: ImageModel, autocast: torch.dtype | None, values: np.ndarray):
-    """The model's logits compiled for one batch shape, every class and every row; compiled
-    (and checked to run) here, under COMPILE_SETTINGS, not at the first drawing."""
-    import torch._inductor.config as inductor_config
-
-    settings = {k: v for k, v in COMPILE_SETTINGS.items() if hasattr(inductor_config, k)}
-    compiled = torch.compile(model.for_compiled_inference().top_rows_logits, dynamic=False)
-    x, labels = posterior.one_image_per_class(model, values)
-    with inductor_config.patch(settings), torch.inference_mode(), autocast_to(autocast):
-        compiled(x, labels)
-    return compiled
 
 
 def autocast_to(dtype: torch.dtype | None):
