@@ -9,10 +9,11 @@ bf16 autocast, with the weights frozen into the compiled code and the gates writ
 exp (`ImageModel.for_compiled_inference`), runs the ten classes of a 12 x 64 digit model
 several times faster than the eager fp32 pass (docs/performance.md).
 
-A `PosteriorScorer` starts exact. `prepare()` (the app calls it in its warm-up thread)
-compiles one fixed shape, every class and every row, so one compile serves every drawing
-(rows below the prefix cost time but change nothing: the prefix's logits never depend on
-them), times it against the exact pass, and keeps the faster. Where compiling cannot pay
+A `PosteriorScorer` starts exact. `prepare()` (the app calls it in a thread of its own once
+the panel's posterior has been slow) compiles one fixed shape, every class and every row,
+so one compile serves every drawing (rows below the prefix cost time but change nothing:
+the prefix's logits never depend on them), times it against the exact pass, and keeps the
+faster. Where compiling cannot pay
 or cannot work, it stays exact: the exact pass already takes under `WORTH_COMPILING_S`,
 the model is not on the CPU, the process is a frozen (PyInstaller) app, whose bundle has
 no compiler and whose executable must not be started as inductor's compile worker, or
@@ -90,7 +91,7 @@ class PosteriorScorer:
     """p(class | the known pixels before the first unknown one), callable from any thread."""
 
     def __init__(self, model: ImageModel):
-        self.model = model
+        self._model = weakref.ref(model)  # `scorer_for` must not keep a model alive
         self.engine = "exact fp32"
         self.reason = "not measured"
         self.timings: dict[str, float] = {}  # engine -> median seconds of a whole image
@@ -98,6 +99,13 @@ class PosteriorScorer:
         self._prepared = threading.Lock()
         self._done = False
         self._claimed = False
+
+    @property
+    def model(self) -> ImageModel:
+        model = self._model()
+        if model is None:
+            raise ReferenceError("The model of this posterior scorer no longer exists.")
+        return model
 
     def claim(self) -> bool:
         """True once: for whoever takes on `prepare()` (the app's panel, in a thread of its

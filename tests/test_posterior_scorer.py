@@ -2,7 +2,9 @@
 pass has been timed faster, then agrees with it to within bf16's rounding; wherever a
 compile cannot pay or cannot work, it stays exact and says why."""
 
+import gc
 import threading
+import weakref
 
 import numpy as np
 import pytest
@@ -142,6 +144,18 @@ def test_a_packaged_app_never_compiles(monkeypatch):
     monkeypatch.setattr("sys.frozen", True, raising=False)
     scorer = PosteriorScorer(model)
     assert scorer.prepare() == "exact: a packaged app does not compile"
+
+
+def test_a_scorer_does_not_keep_its_model_alive():
+    model = tiny_model(num_classes=4)
+    scorer = scorer_for(model)
+    scorer(digit_like(model))
+    gone = weakref.ref(model)
+    del model
+    gc.collect()
+    assert gone() is None
+    with pytest.raises(ReferenceError, match="no longer exists"):
+        scorer(np.zeros((1, 6, 7), int))
 
 
 def test_each_model_has_one_scorer_and_one_preparer():
