@@ -13,11 +13,10 @@ A `PosteriorScorer` starts exact. `prepare()` (the app calls it in a thread of i
 the panel's posterior has been slow) compiles one fixed shape, every class and every row,
 so one compile serves every drawing (rows below the prefix cost time but change nothing:
 the prefix's logits never depend on them), times it against the exact pass, and keeps the
-faster. Where compiling cannot pay
-or cannot work, it stays exact: the exact pass already takes under `WORTH_COMPILING_S`,
-the model is not on the CPU, the process is a frozen (PyInstaller) app, whose bundle has
-no compiler and whose executable must not be started as inductor's compile worker, or
-the compile fails (no C++ compiler or Python headers).
+faster. Where compiling cannot pay or cannot work, it stays exact: the exact pass already
+takes under `WORTH_COMPILING_S`, the model is not on the CPU, the process is a frozen
+(PyInstaller) app, whose bundle has no compiler and whose executable must not be started
+as inductor's compile worker, or the compile fails (no C++ compiler or Python headers).
 """
 
 from __future__ import annotations
