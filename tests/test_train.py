@@ -227,6 +227,31 @@ def test_a_budget_cut_run_ends_with_the_learning_rate_annealed(mnist_dir, tmp_pa
     assert checkpoint["scheduler"]["position"] == 1.0
 
 
+@pytest.mark.parametrize(("patience", "epochs", "stopped"),
+                         [(2, 3, "validation stalled"), (None, 6, "epochs")])
+def test_patience_stops_once_validation_stalls_and_keeps_the_best_weights(
+        mnist_dir, tmp_path, monkeypatch, capsys, patience, epochs, stopped):
+    """Validation (made to get worse after the first epoch) is best after epoch 1: with
+    --patience 2 the run stops two epochs later, tests and saves epoch 1's weights."""
+    scores = iter([50.0, 51.0, 52.0, 53.0, 54.0, 55.0])
+    monkeypatch.setattr(train, "mean_nll_nats", lambda *args, **kwargs: next(scores))
+    extra = ("--epochs", "6") + (("--patience", str(patience)) if patience else ())
+    assert train.main(train_args(mnist_dir, tmp_path, "patient", *extra)) == 0
+    card = read_card(tmp_path / "patient")
+    assert card["epochs"] == epochs
+    assert card["training"]["stopped"] == stopped
+    assert card["training"]["patience"] == patience
+    steps_per_epoch = card["steps"] // epochs
+    assert card["training"]["best_step"] == steps_per_epoch  # the weights of epoch 1
+    said = capsys.readouterr().err
+    assert ("Validation has not improved for 2.00 epochs" in said) == (patience is not None)
+
+
+def test_patience_must_be_positive(mnist_dir, tmp_path, capsys):
+    assert train.main(train_args(mnist_dir, tmp_path, "x", "--patience", "0")) == 2
+    assert "--patience must be a positive number of epochs, not 0" in capsys.readouterr().err
+
+
 @needs_a_cpp_compiler
 def test_compiled_training_matches_eager_training(mnist_dir, tmp_path):
     weights = {}

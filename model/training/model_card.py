@@ -97,6 +97,7 @@ def final_card(run: Run, splits, speed: dict) -> dict:
             "valid_images": len(splits.valid[0]), "test_images": len(test_images),
             "train_images": len(splits.train[0]), "hflip": s["hflip"],
             "images_per_second": speed["images_per_second"],
+            "patience": s["patience"], "stopped": speed["stopped"],
         },
     }
     if "distributed" in speed:

@@ -30,7 +30,7 @@ DEFAULTS = {
     "layers": _MODEL_DEFAULTS.layers, "hidden_channels": _MODEL_DEFAULTS.hidden_channels,
     "first_kernel_size": _MODEL_DEFAULTS.first_kernel_size,
     "kernel_size": _MODEL_DEFAULTS.kernel_size, "num_classes": 10, "epochs": 10,
-    "batch_size": 64, "lr": 1e-3, "schedule": "cosine", "time_budget": None,
+    "batch_size": 64, "lr": 1e-3, "schedule": "cosine", "time_budget": None, "patience": None,
     "no_class_fraction": 0.2, "seed": 0, "device": "auto", "precision": "auto", "compile": "auto",
     "checkpoint_dir": None, "checkpoint_minutes": 3.0, "resume": False,
     "limit_train": None, "limit_eval": None, "init_from": None,
@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--time-budget", type=float, metavar="MINUTES",
                      help="stop after this many minutes of this invocation, then still "
                           "validate, test and save")
+    opt.add_argument("--patience", type=float, metavar="EPOCHS",
+                     help="stop once validation has not improved for this many epochs (a "
+                          "small dataset overfits), then test and save the best weights")
     ckpt = parser.add_argument_group("checkpoints")
     ckpt.add_argument("--checkpoint-dir", help="(default: checkpoints/NAME)")
     ckpt.add_argument("--checkpoint-minutes", type=float,
@@ -149,6 +152,9 @@ def check_settings(s: dict) -> None:
         raise UsageError(f"--lr must be a positive number, not {s['lr']}.")
     if s["time_budget"] is not None and not s["time_budget"] >= 0:
         raise UsageError(f"--time-budget must be 0 or more minutes, not {s['time_budget']}.")
+    if s["patience"] is not None and not s["patience"] > 0:
+        raise UsageError(f"--patience must be a positive number of epochs, not "
+                         f"{s['patience']}.")
     if not s["checkpoint_minutes"] >= 0:
         raise UsageError(f"--checkpoint-minutes must be 0 or more, not "
                          f"{s['checkpoint_minutes']}.")

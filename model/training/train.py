@@ -19,6 +19,7 @@ torch.load(weights_only=True); --resume continues from the last one exactly wher
 
 from __future__ import annotations
 
+import math
 import shlex
 import sys
 import time
@@ -106,6 +107,11 @@ def train_step(run: Run, scorer: Float32Logits, x: torch.Tensor, labels) -> torc
     return nats.detach().sum()
 
 
+def epochs_since_best(run: Run) -> float:
+    """Epochs trained since the best validation so far (process 0 knows it)."""
+    return run.epochs_done() - run.progress.best_step / run.steps_per_epoch
+
+
 def validate(run: Run, splits: Splits, dtype, say) -> None:
     """Score the valid split, add a learning-curve point and keep the best weights."""
     p = run.progress
@@ -181,21 +187,28 @@ def train(run: Run, splits: Splits) -> dict:
     bar = (progress_bar(total=s["epochs"] * run.steps_per_epoch, initial=p.step)
            if world.writes else _SilentBar())
     session = Session(bar, deadline)
-    out_of_time = False
-    while p.epoch < s["epochs"] and not out_of_time:
+    out_of_time = stalled = False
+    while p.epoch < s["epochs"] and not out_of_time and not stalled:
         out_of_time = train_until_pause(run, splits.train, scorer, session)
         if p.step_in_epoch == run.steps_per_epoch:
             p.epoch, p.step_in_epoch, p.order = p.epoch + 1, 0, None
         if world.writes:
             validate(run, splits, engine.autocast_dtype, session.bar.write)
             save_checkpoint(run)
+        stalled = bool(world.agree([epochs_since_best(run) >= (s["patience"] or math.inf)])[0])
         world.barrier()
         session.last_checkpoint = time.monotonic()
     session.bar.close()
     if out_of_time:
         say(f"Time budget of {s['time_budget']} minutes reached after {p.step} steps, "
             f"the learning rate annealed to {run.scheduler.factor():.3g} x --lr; stopping.")
+    if stalled:
+        say(f"Validation has not improved for {epochs_since_best(run):.2f} epochs (best "
+            f"{p.best_valid_nats:.2f} nats per image at step {p.best_step}); stopping with "
+            "those weights.")
     return {"images_per_second": round(session.images_per_second() * world.size, 1),
+            "stopped": "validation stalled" if stalled else "time budget" if out_of_time
+            else "epochs",
             "precision": engine.precision, "compiled": engine.compiled,
             "engine_timings": [{"engine": str(t.engine), "images_per_second":
                                 t.images_per_second, "seconds": t.seconds,
