@@ -58,8 +58,10 @@ def test_hole_aware_timing_covers_sampling_and_scoring(tmp_path, capsys):
     assert result["seconds"] >= max(result["sampling_seconds"], result["scoring_seconds"])
 
 
-def test_posterior_timing_covers_the_whole_image_and_its_top_half(tmp_path, capsys):
-    """Exact, and as the Looks-like panel computes it (a tiny model: exact there too)."""
+def test_posterior_timing_covers_the_whole_image_and_its_top_half(tmp_path, capsys,
+                                                                   monkeypatch):
+    """Exact, and as the Looks-like panel computes it (here never compiled: exact too)."""
+    monkeypatch.setattr("model.posterior_scorer.WORTH_COMPILING_S", float("inf"))
     weights, _ = save_model(tiny_model(height=8, width=8, num_classes=3), tmp_path / "tiny")
     result = run_json(capsys, "--model", weights, "--posterior", "--repeats", 2)
     assert result["classes"] == 3

@@ -79,14 +79,15 @@ def test_an_unprepared_scorer_is_the_exact_posterior():
 
 def test_a_fast_exact_pass_is_not_worth_compiling(monkeypatch):
     model = tiny_model(num_classes=4)
+    timed(monkeypatch, exact=0.001, compiled=0.0)
 
     def no_compile(*args, **kwargs):
         raise AssertionError("compiled although the exact pass is fast")
     monkeypatch.setattr(torch, "compile", no_compile)
     scorer = PosteriorScorer(model)
     reason = scorer.prepare()
-    assert reason.startswith("exact:") and "nothing worth compiling" in reason
-    assert scorer.engine == "exact fp32" and scorer.timings["exact fp32"] > 0
+    assert reason == "exact: 1 ms leaves nothing worth compiling"
+    assert scorer.engine == "exact fp32" and scorer.timings == {"exact fp32": 0.001}
 
 
 @needs_a_cpp_compiler
