@@ -2,10 +2,11 @@
 date while the person draws.
 
 The posterior (model.posterior) costs one batched forward pass, tens to hundreds of
-milliseconds: far too long for the GUI thread between two mouse moves. So a watcher computes it in a
-background thread, at most one at a time, on a copy of the drawing taken a short moment
-after it changed: during a stroke it follows the drawing a few times a second, after the
-stroke it catches up with the last change, and a stroke never waits for it.
+milliseconds: far too long for the GUI thread between two mouse moves. So a watcher
+computes it in a background thread, at most one at a time, on a copy of the drawing taken
+a short moment after it changed: during a stroke it follows the drawing a few times a
+second, after the stroke it catches up with the last change, and a stroke never waits for
+it.
 """
 
 from __future__ import annotations
