@@ -254,17 +254,26 @@ def test_patience_must_be_positive(mnist_dir, tmp_path, capsys):
 
 @needs_a_cpp_compiler
 def test_compiled_training_matches_eager_training(mnist_dir, tmp_path):
-    weights = {}
+    """Same weights, and the same scores: a compiled run also validates and tests through a
+    compiled network, its last batch padded to the compiled shape."""
+    weights, cards = {}, {}
     for compile_choice in ("off", "on"):
         name = f"compile-{compile_choice}"
         args = train_args(mnist_dir, tmp_path, name, "--epochs", "1", "--limit-train", "32",
                           "--compile", compile_choice)
         assert train.main(args) == 0
-        assert read_card(tmp_path / name)["training"]["compiled"] == (compile_choice == "on")
+        cards[compile_choice] = read_card(tmp_path / name)
+        assert cards[compile_choice]["training"]["compiled"] == (compile_choice == "on")
         weights[compile_choice] = torch.load(
             tmp_path / f"{name}-checkpoints" / "last.pt", weights_only=True)["model"]
     for key, tensor in weights["off"].items():
         torch.testing.assert_close(weights["on"][key], tensor, rtol=1e-4, atol=1e-5)
+    eager, compiled = cards["off"], cards["on"]
+    assert compiled["training"]["test_images"] % train.EVAL_BATCH_SIZE  # a padded batch
+    for key in ("valid_nll_nats", "test_nll_nats", "test_nll_nats_with_labels"):
+        assert compiled[key] == pytest.approx(eager[key], rel=1e-4)
+    assert compiled["learning_curve"][-1]["valid_nats"] == pytest.approx(
+        eager["learning_curve"][-1]["valid_nats"], rel=1e-4)
 
 
 def test_compile_auto_times_both_ways_and_trains_the_faster(mnist_dir, tmp_path, capsys):

@@ -58,6 +58,9 @@ class Run:
     checkpoint_path: Path
     world: World = field(default_factory=World)
     started: float = field(default_factory=time.monotonic)
+    # torch.compile(model) for scoring (validation, the card) when training compiles; each
+    # invocation compiles it afresh, so it is never checkpointed.
+    scoring_network: torch.nn.Module | None = None
 
     def minutes(self) -> float:
         return self.progress.minutes_before + (time.monotonic() - self.started) / 60

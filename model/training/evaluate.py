@@ -99,14 +99,17 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 
 
 def mean_nll_nats(model: ImageModel, images: torch.Tensor, labels: torch.Tensor | None = None,
-                  *, batch_size: int = 256, autocast_dtype: torch.dtype | None = None) -> float:
+                  *, batch_size: int = 256, autocast_dtype: torch.dtype | None = None,
+                  network: torch.nn.Module | None = None) -> float:
     """Mean negative log-likelihood in nats per image, scored in batches on the model's device.
 
     `labels` None scores every image without a class; the model is left in the mode
-    (train or eval) it came in.
+    (train or eval) it came in. `network`, when given, runs instead of the model: a
+    `torch.compile(model, dynamic=False)` (training's compiled_scoring), whose batches are
+    padded to `batch_size` so that one compiled shape serves every batch.
     """
     device = next(model.parameters()).device
-    scorer = Float32Logits(model, autocast_dtype)
+    scorer = Float32Logits(model if network is None else network, autocast_dtype, model.config)
     was_training = model.training
     model.eval()
     total = 0.0
@@ -115,10 +118,19 @@ def mean_nll_nats(model: ImageModel, images: torch.Tensor, labels: torch.Tensor 
             for start in range(0, len(images), batch_size):
                 x = images[start:start + batch_size].to(device).long()
                 y = None if labels is None else labels[start:start + batch_size].to(device)
-                total += nll_nats(scorer, x, y).double().sum().item()
+                count = len(x)
+                if network is not None and count < batch_size:
+                    x, y = _padded(x, batch_size), None if y is None else _padded(y, batch_size)
+                total += nll_nats(scorer, x, y)[:count].double().sum().item()
     finally:
         model.train(was_training)
     return total / len(images)
+
+
+def _padded(batch: torch.Tensor, size: int) -> torch.Tensor:
+    """`batch` with zeros appended along its first dimension up to `size` rows."""
+    padding = batch.new_zeros((size - len(batch), *batch.shape[1:]))
+    return torch.cat([batch, padding])
 
 
 def resolve_model_path(name_or_path: str) -> Path:

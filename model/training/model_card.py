@@ -71,9 +71,13 @@ def final_card(run: Run, splits, speed: dict) -> dict:
     """Score the best weights (loaded into run.model) in float32 on `splits` (train.Splits)
     and describe the run."""
     s, p = run.settings, run.progress
-    valid_nats = mean_nll_nats(run.model, splits.valid[0], batch_size=EVAL_BATCH_SIZE)
+    def score(images, labels=None):
+        return mean_nll_nats(run.model, images, labels, batch_size=EVAL_BATCH_SIZE,
+                             network=run.scoring_network)
+
+    valid_nats = score(splits.valid[0])
     test_images, test_labels = splits.test
-    test_nats = mean_nll_nats(run.model, test_images, batch_size=EVAL_BATCH_SIZE)
+    test_nats = score(test_images)
     card = {
         "name": s["name"],
         "dataset": s["dataset"],
@@ -110,8 +114,7 @@ def final_card(run: Run, splits, speed: dict) -> dict:
         card["emoji"] = emoji.description(s["image_size"], s["data"])
     if run.model.config.num_classes:
         # The unconditional number above is the honest one; this shows what a class adds.
-        card["test_nll_nats_with_labels"] = mean_nll_nats(
-            run.model, test_images, test_labels, batch_size=EVAL_BATCH_SIZE)
+        card["test_nll_nats_with_labels"] = score(test_images, test_labels)
     return card
 
 
