@@ -37,6 +37,15 @@ AUTO_POLICIES = ("auto", "likely", "drawn")
 CLASS_STREAM = 0xC1A55
 
 
+def probe_drawing(config) -> np.ndarray:
+    """(C, H, W) levels of a stroke down the middle (a drawn 1): the drawing that timings of
+    the posterior score, the same for the app's choice of pass and for the benchmark."""
+    image = np.zeros((config.channels, config.height, config.width), np.int64)
+    image[:, config.height // 4:3 * config.height // 4,
+          config.width // 2 - 1:config.width // 2 + 2] = 1
+    return image
+
+
 def prefix_mask(known) -> np.ndarray:
     """(H, W) bool: the known pixels before the first unknown one in raster order (every
     pixel when none is unknown)."""

@@ -174,14 +174,13 @@ def time_posterior(model, repeats: int) -> dict:
     with its bottom half unknown: exactly (model/posterior.py, only the rows above the
     unknown ones are run), and as the app's Looks-like panel computes it
     (model/posterior_scorer.py, prepared first: compiled where that was timed faster)."""
-    from ..posterior import class_posterior
-    from ..posterior_scorer import PosteriorScorer
+    from ..posterior import class_posterior, probe_drawing
+    from ..posterior_scorer import PosteriorScorer, median_seconds
 
     if not model.config.num_classes:
         raise SystemExit("--posterior needs a class-conditional model.")
     cfg = model.config
-    image = np.zeros((cfg.channels, cfg.height, cfg.width), np.uint8)
-    image[:, cfg.height // 4:3 * cfg.height // 4, cfg.width // 2 - 1:cfg.width // 2 + 2] = 1
+    image = probe_drawing(cfg)
     top_half = np.ones((cfg.height, cfg.width), bool)
     top_half[cfg.height // 2:] = False
     scorer = PosteriorScorer(model)
@@ -193,12 +192,8 @@ def time_posterior(model, repeats: int) -> dict:
             "panel_": lambda known: scorer(image, known)}
     for prefix, posterior in ways.items():
         for name, known in (("whole_image", None), ("top_half", top_half)):
-            seconds = []
-            for _ in range(repeats + 1):  # the first run starts the threads up: not counted
-                start = time.perf_counter()
-                posterior(known)
-                seconds.append(time.perf_counter() - start)
-            result[f"{prefix}{name}_seconds"] = round(statistics.median(seconds[1:]), 4)
+            seconds = median_seconds(lambda: posterior(known), runs=repeats)
+            result[f"{prefix}{name}_seconds"] = round(seconds, 4)
     return result
 
 
