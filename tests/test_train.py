@@ -164,6 +164,16 @@ def test_resume_from_mid_epoch_matches_an_uninterrupted_run(mnist_dir, tmp_path)
         "valid_nats"]
 
 
+def test_checkpoints_between_epochs_do_not_validate(mnist_dir, tmp_path):
+    """A checkpoint after every step, validation only at each epoch's end: the learning
+    curve has one point per epoch, each at the epoch's last step."""
+    args = train_args(mnist_dir, tmp_path, "often", "--epochs", "2",
+                      "--checkpoint-minutes", "0")
+    assert train.main(args) == 0
+    curve = read_card(tmp_path / "often")["learning_curve"]
+    assert [(point["epoch"], point["step"]) for point in curve] == [(1.0, 4), (2.0, 8)]
+
+
 def test_checkpoint_loads_with_weights_only(trained):
     checkpoint = torch.load(trained / "tiny-checkpoints" / "last.pt", weights_only=True)
     assert checkpoint["step"] == 4 and checkpoint["settings"]["layers"] == 1

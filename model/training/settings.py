@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     ckpt = parser.add_argument_group("checkpoints")
     ckpt.add_argument("--checkpoint-dir", help="(default: checkpoints/NAME)")
     ckpt.add_argument("--checkpoint-minutes", type=float,
-                      help=f"checkpoint and validate this often (default: "
+                      help=f"checkpoint this often; validation runs at each epoch's end (default: "
                            f"{d['checkpoint_minutes']})")
     ckpt.add_argument("--init-from", metavar="NAME_OR_PATH",
                       help="start from this model's weights (a bundled model's name or a "

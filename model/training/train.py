@@ -192,10 +192,14 @@ def train(run: Run, splits: Splits) -> dict:
     out_of_time = stalled = False
     while p.epoch < s["epochs"] and not out_of_time and not stalled:
         out_of_time = train_until_pause(run, splits.train, scorer, session)
-        if p.step_in_epoch == run.steps_per_epoch:
+        epoch_ended = p.step_in_epoch == run.steps_per_epoch
+        if epoch_ended:
             p.epoch, p.step_in_epoch, p.order = p.epoch + 1, 0, None
         if world.writes:
-            validate(run, splits, engine.autocast_dtype, session.bar.write)
+            # Validation at each epoch's end and at the budget's, not at every checkpoint:
+            # scoring 10,000 digits takes minutes, a checkpoint a moment.
+            if epoch_ended or out_of_time:
+                validate(run, splits, engine.autocast_dtype, session.bar.write)
             save_checkpoint(run)
         stalled = bool(world.agree([epochs_since_best(run) >= (s["patience"] or math.inf)])[0])
         world.barrier()
