@@ -79,10 +79,41 @@ def test_evaluate_json_matches_the_cards_test_nll(trained, mnist_dir, capsys):
     code = evaluate.main(["--model", str(trained / "tiny"), "--data", str(mnist_dir), "--json"])
     assert code == 0
     result = json.loads(capsys.readouterr().out)
-    assert set(result) == {"model", "split", "images", "nll_nats", "bits_per_dim"}
+    assert set(result) == {"model", "split", "images", "nll_nats", "bits_per_dim",
+                           "compiled", "seconds"}
     assert result["split"] == "test" and result["images"] == NUM_TEST
+    assert not result["compiled"]
     assert result["nll_nats"] == pytest.approx(read_card(trained / "tiny")["test_nll_nats"],
                                                rel=1e-6)
+
+
+@needs_a_cpp_compiler
+def test_evaluate_compiled_scores_as_eager_does(trained, mnist_dir, capsys):
+    """12 test images in batches of 5: two full batches and a padded one, through one
+    compiled shape."""
+    base = ["--model", str(trained / "tiny"), "--data", str(mnist_dir), "--json",
+            "--batch-size", "5"]
+    results = []
+    for extra in ([], ["--compile"]):
+        capsys.readouterr()
+        assert evaluate.main([*base, *extra]) == 0
+        results.append(json.loads(capsys.readouterr().out))
+    eager, compiled = results
+    assert compiled["compiled"] and compiled["images"] == NUM_TEST == 12
+    assert compiled["nll_nats"] == pytest.approx(eager["nll_nats"], rel=1e-5)
+
+
+def test_evaluate_compile_without_a_compiler_says_so(trained, mnist_dir, capsys, monkeypatch):
+    def no_compiler(model, **options):
+        def fails(*args, **kwargs):
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nmore")
+        return fails
+    monkeypatch.setattr(evaluate.torch, "compile", no_compiler)
+    code = evaluate.main(["--model", str(trained / "tiny"), "--data", str(mnist_dir),
+                          "--compile"])
+    assert code == 2
+    assert ("error: --compile: torch.compile cannot build here (RuntimeError: InvalidCxxCompiler:"
+            " No working C++ compiler found); score without it.") in capsys.readouterr().err
 
 
 def test_evaluate_with_labels_scores_differently_from_without(trained, mnist_dir, capsys):
