@@ -106,8 +106,8 @@ def mean_nll_nats(model: ImageModel, images: torch.Tensor, labels: torch.Tensor 
 
     `labels` None scores every image without a class; the model is left in the mode
     (train or eval) it came in. `network`, when given, runs instead of the model: a
-    `torch.compile(model, dynamic=False)` (training's compiled_scoring), whose batches are
-    padded to `batch_size` so that one compiled shape serves every batch.
+    `torch.compile(model, dynamic=False)` (training's Run.scoring_network, evaluate --compile),
+    whose batches are padded to `batch_size` so that one compiled shape serves every batch.
     """
     device = next(model.parameters()).device
     scorer = Float32Logits(model if network is None else network, autocast_dtype, model.config)
