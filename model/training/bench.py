@@ -19,6 +19,7 @@ the cores can never beat that, and on a shared host it changes from minute to mi
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -192,7 +193,7 @@ def time_posterior(model, repeats: int) -> dict:
             "panel_": lambda known: scorer(image, known)}
     for prefix, posterior in ways.items():
         for name, known in (("whole_image", None), ("top_half", top_half)):
-            seconds = median_seconds(lambda: posterior(known), runs=repeats)
+            seconds = median_seconds(functools.partial(posterior, known), runs=repeats)
             result[f"{prefix}{name}_seconds"] = round(seconds, 4)
     return result
 
